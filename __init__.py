@@ -1,0 +1,28 @@
+"""evograph — genome-centric neuroevolution.
+
+Networks are immutable NetworkX-graph genomes; DEAP-driven strategies propose them; a compiler
+turns them into PyTorch modules trained in parallel; every birth is recorded for lineage, and the
+best genomes export as ordinary PyTorch models. Heavy parts (torch, the run machinery) are imported
+on first use, so ``import evograph`` stays quick.
+"""
+
+from importlib import import_module
+from typing import Any
+
+from .errors import EvographError, InvalidGenome
+from .genome import Genome, Node, SearchSpace, get_space, register_space
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "build": "evograph.compile.builder",
+}
+
+__all__ = ["EvographError", "Genome", "InvalidGenome", "Node", "SearchSpace", "build",
+           "get_space", "register_space", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'evograph' has no attribute {name!r}")
