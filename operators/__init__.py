@@ -1,0 +1,8 @@
+"""Variation operators: the Large-Scale Evolution mutation set, the mlp mutations, crossover."""
+
+from . import mutations as _mutations  # noqa: F401  (fills the registry)
+from .base import MUTATIONS, Edit, NotApplicable, VariationFailed, mutate, mutation_table
+from .crossover import crossover
+
+__all__ = ["Edit", "MUTATIONS", "NotApplicable", "VariationFailed", "crossover", "mutate",
+           "mutation_table"]
