@@ -120,8 +120,10 @@ def alter_number_of_channels(genome: Genome, rng: np.random.Generator, space: Se
     old = node.get("out_channels")
     lo, hi = space.channels
     new = int(np.clip(round(old * 2.0 ** rng.uniform(-1.0, 1.0)), lo, hi))
+    if new == old:  # small counts round back to themselves: step by one instead
+        new = int(np.clip(old + (1 if rng.random() < 0.5 else -1), lo, hi))
     if new == old:
-        raise NotApplicable("channel count unchanged")
+        raise NotApplicable("channel count pinned by the space's range")
     changed = (node.id, *genome.successors(node.id))
     return genome.with_node(node.replace(out_channels=new)), Edit(
         "alter-number-of-channels", {"node": node.id, "from": old, "to": new}, changed=changed)

