@@ -11,7 +11,7 @@ export MKL_NUM_THREADS ?= 1
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[dev,distributed,export]'
+	$(VENV)/bin/pip install -q -e '.[dev,distributed,export,bench]'
 	touch $(STAMP)
 
 system-deps:

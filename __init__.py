@@ -16,10 +16,14 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "build": "evograph.compile.builder",
+    "load_model": "evograph.runs.export",
+    "export": "evograph.runs.export",
+    "run": "evograph.runs.api",
+    "lineage": "evograph.runs.lineage",
 }
 
-__all__ = ["EvographError", "Genome", "InvalidGenome", "Node", "SearchSpace", "build",
-           "get_space", "register_space", "__version__"]
+__all__ = ["EvographError", "Genome", "InvalidGenome", "Node", "SearchSpace", "build", "export",
+           "get_space", "lineage", "load_model", "register_space", "run", "__version__"]
 
 
 def __getattr__(name: str) -> Any:

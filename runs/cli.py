@@ -9,14 +9,22 @@ from importlib import import_module
 
 from ..errors import EvographError
 
-COMMAND_MODULES = ("evograph.runs.cli_run", "evograph.runs.cli_genome")
+COMMAND_MODULES = ("evograph.runs.cli_run", "evograph.runs.cli_lineage",
+                   "evograph.runs.cli_export", "evograph.runs.cli_meta",
+                   "evograph.runs.cli_genome")
 
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="evograph", description="Genome-centric neuroevolution.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
-        import_module(name).register(sub)
+        try:
+            module = import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # a command group not built yet
+                continue
+            raise
+        module.register(sub)
     return parser
 
 

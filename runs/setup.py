@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from .. import meta as _meta  # noqa: F401  (registers meta-learner strategies and fitness)
 from ..compile.fitness import make_fitness
 from ..errors import ConfigError, EvographError, InvalidGenome
 from ..genome.space import SearchSpace, get_space

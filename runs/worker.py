@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
+from .. import meta as _meta  # noqa: F401  (registers the meta-learners' fitness generators)
 from ..compile.builder import build
 from ..compile.fitness import make_fitness
 from ..compile.inherit import inherit_weights
