@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -41,6 +41,30 @@ def make_optimizer(genes: dict[str, Any], params) -> torch.optim.Optimizer:
                             float(genes.get("weight_decay", 0.0)))
 
 
+Augmentation = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+
+def random_shift(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Translate each sample by -1, 0 or +1 along each spatial axis (zero fill). Works on
+    images (N, C, H, W) and signals (N, C, L); offsets come from the training generator."""
+    if x.dim() < 3:  # flat features: nothing to translate
+        return x
+    n, spatial = x.shape[0], x.shape[2:]
+    padded = F.pad(x, [1, 1] * len(spatial))
+    offsets = torch.randint(0, 3, (n, len(spatial)), generator=gen).to(x.device)
+    batch = torch.arange(n, device=x.device)
+    if len(spatial) == 1:
+        cols = offsets[:, 0:1] + torch.arange(spatial[0], device=x.device)      # (N, L)
+        return padded[batch[:, None], :, cols].permute(0, 2, 1)
+    rows = offsets[:, 0:1] + torch.arange(spatial[0], device=x.device)          # (N, H)
+    cols = offsets[:, 1:2] + torch.arange(spatial[1], device=x.device)          # (N, W)
+    out = padded[batch[:, None, None], :, rows[:, :, None], cols[:, None, :]]   # (N, H, W, C)
+    return out.permute(0, 3, 1, 2)
+
+
+AUGMENTATIONS: dict[str, Augmentation | None] = {"none": None, "shift": random_shift}
+
+
 @torch.no_grad()
 def evaluate(module: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device,
              batch_size: int = 1024) -> tuple[float, float]:
@@ -67,6 +91,7 @@ class SGDTraining:
     eval_batch_size: int = 1024
     label_smoothing: float = 0.0
     grad_clip: float = 0.0
+    augment: str = "none"          # "shift": random translations of up to one pixel/step
 
     def __post_init__(self) -> None:
         if not (self.epochs > 0 or self.steps > 0):
@@ -75,6 +100,9 @@ class SGDTraining:
             raise ValueError("steps/eval_batch_size: must be positive")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError("label_smoothing: must be in [0, 1)")
+        if self.augment not in AUGMENTATIONS:
+            raise ValueError(f"augment: must be one of {', '.join(AUGMENTATIONS)} "
+                             f"(got {self.augment!r})")
 
     def total_steps(self, n_train: int, batch_size: int) -> int:
         if self.steps > 0:
@@ -87,7 +115,8 @@ class SGDTraining:
         genes = genome.gene
         batch = int(genes.get("batch_size", 64))
         curve = train_steps(module, data, genes, self.total_steps(len(data.x_train), batch),
-                            batch, seed, device, self.label_smoothing, self.grad_clip)
+                            batch, seed, device, self.label_smoothing, self.grad_clip,
+                            augment=AUGMENTATIONS[self.augment])
         train_time = time.perf_counter() - start
         info = analyze(genome)
         metrics: dict[str, Any] = {"loss_curve": curve, "params": info.params,
@@ -107,7 +136,8 @@ class SGDTraining:
 
 def train_steps(module: nn.Module, data: Splits, genes: dict[str, Any], steps: int, batch: int,
                 seed: int, device: torch.device, label_smoothing: float = 0.0,
-                grad_clip: float = 0.0, points: int = 20) -> list[float]:
+                grad_clip: float = 0.0, points: int = 20,
+                augment: "Augmentation | None" = None) -> list[float]:
     """Run ``steps`` minibatch steps; return the mean loss over ~``points`` equal chunks.
     Stops early (last entry non-finite) on a NaN/inf loss."""
     optimizer = make_optimizer(genes, module.parameters())
@@ -123,7 +153,10 @@ def train_steps(module: nn.Module, data: Splits, genes: dict[str, Any], steps: i
             order, cursor = torch.randperm(n, generator=gen), 0
         idx = order[cursor:cursor + batch].to(device)
         cursor += batch
-        loss = F.cross_entropy(module(x_all[idx]), y_all[idx], label_smoothing=label_smoothing)
+        xb = x_all[idx]
+        if augment is not None:
+            xb = augment(xb, gen)
+        loss = F.cross_entropy(module(xb), y_all[idx], label_smoothing=label_smoothing)
         value = float(loss.detach())
         if not math.isfinite(value):
             curve.append(value)

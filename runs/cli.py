@@ -4,6 +4,7 @@ subcommands here; a user mistake (any :class:`EvographError`) prints one line an
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from importlib import import_module
 
@@ -28,10 +29,15 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = make_parser()
-    args = parser.parse_args(argv)
+    # Until a driver installs its own handlers, SIGTERM behaves like Ctrl-C: a quiet exit 130.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
+        args = make_parser().parse_args(argv)
         return int(args.handler(args) or 0)
     except EvographError as exc:
         print(f"evograph: error: {exc}", file=sys.stderr)

@@ -160,7 +160,7 @@ class Driver:
                 executor.abandon()
                 self.store.mark_pending(self.store.unfinished())  # re-run on resume
             executor.close()
-        finished = reason == "budget reached" and not self.stop()
+        finished = reason.startswith(("budget reached", "time budget")) and not self.stop()
         reason = self.stop.reason or reason
         self.store.log_event("stopped", reason)
         log.info("driver stopped: %s", reason)

@@ -52,7 +52,7 @@ class Progress:
         table.add_row("evaluations", f"{f['done']} / {self.budget}")
         table.add_row("throughput", f"{f['rate']:.1f} evaluations/min")
         best = f["best"]
-        table.add_row("best val accuracy",
+        table.add_row("best fitness (val)",
                       f"{best.fitness:.4f} (individual {best.id})" if best else "—")
         table.add_row("failed / infeasible",
                       f"{f['counts']['failed']} / {f['counts']['infeasible']}")
@@ -67,6 +67,6 @@ class Progress:
         best = f["best"]
         best_text = f"{best.fitness:.4f} (#{best.id})" if best else "-"
         print(f"[{f['elapsed']:6.0f}s] {f['done']}/{self.budget} evaluations, "
-              f"{f['rate']:.1f}/min, best val acc {best_text}, "
+              f"{f['rate']:.1f}/min, best fitness {best_text}, "
               f"failed {f['counts']['failed']}, infeasible {f['counts']['infeasible']}",
               file=sys.stderr, flush=True)

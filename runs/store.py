@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .crashpoints import crash_point
 from ..errors import RunStoreError
 
 if TYPE_CHECKING:  # torch is heavy: imported only where weights are read or written
@@ -84,7 +85,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        crash_point("atomic_write.before_rename")
         os.replace(tmp, path)
+        crash_point("atomic_write.after_rename")
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -330,17 +333,20 @@ class RunStore:
     # plumbing ----------------------------------------------------------------------------------
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (BEGIN IMMEDIATE ... COMMIT, rolled back on any error)."""
+    def _write(self, name: str = "write") -> Iterator[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE ... COMMIT, rolled back on any error).
+        ``name`` labels the crash points around the commit (see :mod:`.crashpoints`)."""
         if self.readonly:
             raise RunStoreError(f"run directory {self.run_dir} was opened read-only")
         try:
             with self._mutex, self._conn:
                 self._conn.execute("BEGIN IMMEDIATE")
                 yield self._conn
+                crash_point(f"store.{name}.before_commit")
         except sqlite3.IntegrityError as e:
             raise RunStoreError(f"run directory {self.run_dir}: write refused ({e}); "
                                 "nothing of it was stored") from e
+        crash_point(f"store.{name}.after_commit")
 
     def _query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
         with self._mutex:
@@ -357,7 +363,7 @@ class RunStore:
         """Record a batch of proposals (individual, birth, pending evaluation each) and the
         proposer checkpoint taken right after ``ask`` — all in one transaction."""
         now = time.time()
-        with self._write() as c:
+        with self._write("add_batch") as c:
             for p in proposals:
                 edit = p.get("edit")
                 edit = edit.to_dict() if hasattr(edit, "to_dict") else (edit or {})
@@ -377,7 +383,7 @@ class RunStore:
         ids = list(ids)
         if not ids:
             return
-        with self._write() as c:
+        with self._write("mark_running") as c:
             cur = c.executemany(
                 "UPDATE evaluations SET status = 'running', attempt = attempt + 1, "
                 "started_at = ?, worker = ?, fitness = NULL, error = NULL, finished_at = NULL, "
@@ -407,7 +413,7 @@ class RunStore:
         if fitness is not None and stored is None:
             metrics.setdefault("raw_fitness", fitness)
         now = time.time()
-        with self._write() as c:
+        with self._write("record_result") as c:
             cur = c.execute(
                 "UPDATE evaluations SET status = ?, fitness = ?, metrics = ?, error = ?, "
                 "weights = ?, finished_at = ?, wall_time = coalesce(?, ? - started_at) "
@@ -420,7 +426,7 @@ class RunStore:
 
     def save_proposer_state(self, batch: int, phase: str, state: dict) -> None:
         """Checkpoint the proposer (only the latest is kept)."""
-        with self._write() as c:
+        with self._write("save_proposer_state") as c:
             self._upsert_state(c, batch, phase, state, time.time())
 
     @staticmethod
@@ -480,10 +486,12 @@ class RunStore:
         return counts
 
     def best(self, n: int = 1) -> list[EvaluationRow]:
-        """The ``n`` completed evaluations of highest finite fitness (ties: lower id first)."""
+        """The ``n`` completed evaluations of highest finite fitness. Ties (common when a
+        small validation set saturates) go to the lower validation loss, then the lower id."""
         return [_evaluation(r) for r in self._query(
             _EVAL_SQL + " WHERE status = 'completed' AND fitness IS NOT NULL "
-            "ORDER BY fitness DESC, id ASC LIMIT ?", (n,))]
+            "ORDER BY fitness DESC, json_extract(metrics, '$.val_loss') IS NULL, "
+            "json_extract(metrics, '$.val_loss') ASC, id ASC LIMIT ?", (n,))]
 
     def events(self, kind: str | None = None) -> list[dict]:
         sql = "SELECT id, time, kind, message, data FROM events"

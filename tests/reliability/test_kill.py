@@ -1,0 +1,63 @@
+"""Driver kill -9 at random times and at random committed counts, repeated on the same run,
+and at every named crash point of the store's write path: every run resumes to the state of an
+uninterrupted run with the same seed."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from evograph.runs.crashpoints import POINTS
+from evograph.runs.driver import run
+from tests.reliability.harness import (FIGURES, FULL, check_recovered, db_count, final_state,
+                                       finished_count, kill, make_run, reference, start_driver)
+
+KILLS = 60 if FULL else 20
+
+
+@pytest.mark.slow
+def test_repeated_kill_9_resumes_to_the_uninterrupted_state(tmp_path):
+    expected = final_state(reference(tmp_path, evaluations=16))
+    rng = np.random.default_rng(2026)
+    victims = [make_run(tmp_path / f"victim{i}", evaluations=16) for i in range(2)]
+    in_flight = {v: 0 for v in victims}
+    for k in range(KILLS):
+        victim = victims[k % len(victims)]
+        driver = start_driver(victim)
+        if k % 2:  # by committed count
+            target = finished_count(victim) + int(rng.integers(1, 4))
+            deadline = time.monotonic() + 60
+            while finished_count(victim) < target and driver.poll() is None:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+        else:      # at a random time (often during start-up or mid-evaluation)
+            time.sleep(float(rng.uniform(0.5, 4.0)))
+        in_flight[victim] += db_count(victim, "status = 'running'")
+        kill(driver)
+        FIGURES["driver kill -9 survived"] += 1
+    for victim in victims:
+        assert run(victim, live=False).finished
+        check_recovered(victim, expected)
+        repeated = db_count(victim, "attempt > 1")
+        assert repeated <= in_flight[victim]
+        FIGURES["evaluations repeated after kills"] += repeated
+
+
+@pytest.fixture(scope="module")
+def expected_small(tmp_path_factory):
+    return final_state(reference(tmp_path_factory.mktemp("ref"), evaluations=8))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", POINTS)
+def test_every_crash_point_is_recoverable(tmp_path, point, expected_small):
+    expected = expected_small
+    victim = make_run(tmp_path / "victim", evaluations=8)
+    driver = start_driver(victim, {"EVOGRAPH_CRASH_AT": f"{point}:2"})
+    driver.wait(timeout=120)
+    assert driver.returncode == -9, f"{point} was never reached"
+    FIGURES["crash points killed"] += 1
+    assert run(victim, live=False).finished
+    check_recovered(victim, expected)

@@ -1,0 +1,52 @@
+"""The Python API: a user-defined space and fitness generator drive a run with the same store."""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+import evograph
+from evograph.compile.fitness import FITNESS, Score
+from evograph.genome import Genome, Node, SearchSpace
+from evograph.genome.space import SPACES
+from evograph.runs.store import RunStore
+
+
+def small_nets(space, rng, shape, classes):
+    width = int(rng.choice(space.unit_choices))
+    nodes = [Node.make(0, "input", shape=shape), Node.make(1, "dense", units=width,
+                                                           activation="relu"),
+             Node.make(2, "output", num_classes=classes)]
+    return Genome.make(nodes, [(0, 1), (1, 2)], {"optimizer": "adam", "learning_rate": 0.01})
+
+
+@dataclass
+class WidthIsFitness:
+    """A user fitness: prefers wider first layers (no training), to check plumbing."""
+
+    scale: float = 1.0
+
+    def score(self, module, genome, data, *, seed, device):
+        units = genome.nodes_with_op("dense")[0].get("units")
+        return Score("completed", self.scale * units / 64, {"units": units})
+
+
+def test_user_space_and_fitness_drive_a_run(tmp_path):
+    space = SearchSpace(name="user-mlp", family="mlp", ops=("dense",), unit_choices=(8, 16, 32, 64),
+                        activations=("relu",), optimizers=("adam",), max_layers=3,
+                        initial=small_nets, sampler=small_nets)
+    try:
+        outcome = evograph.run(overrides={"budget.evaluations": 12, "dataset.limit": 200,
+                                          "strategy.population_size": 4,
+                                          "strategy.sample_size": 2,
+                                          "executor.name": "serial", "fitness.scale": 2.0},
+                               space=space, fitness=WidthIsFitness, out=tmp_path / "run")
+        assert outcome.finished
+        with RunStore.open(outcome.run_dir, readonly=True) as store:
+            best = store.best(1)[0]
+            assert best.fitness == 2.0 * best.metrics["units"] / 64
+            assert store.config["space"]["name"] == "user-mlp"
+            assert len(store.individuals()) == 12
+    finally:
+        SPACES.pop("user-mlp", None)
+        FITNESS.pop("widthisfitness", None)
+    assert np.isfinite(best.fitness)
