@@ -26,6 +26,10 @@ test: system-deps $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" -n 2
 
+# the full reliability tier (the quick tier runs inside `make test`), figures printed at the end
+reliability: system-deps $(STAMP)
+	EVOGRAPH_RELIABILITY=full $(PY) -m pytest -q -p no:xdist tests/reliability
+
 bench: system-deps $(STAMP)
 	$(PY) benchmarks/toy_bitstring.py
 

@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import signal
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -99,11 +100,29 @@ def run(run_dir: str | Path, *, force: bool = False, live: bool | None = None,
                                 "started; resume with --force to continue anyway")
         _attach_log(run_dir)
         stop.install()
-        return Driver(store, parts, stop, live).loop()
+        try:
+            return Driver(store, parts, stop, live).loop()
+        except (OSError, sqlite3.OperationalError) as exc:
+            if not is_disk_full(str(exc)):
+                raise
+            raise disk_full_error(run_dir, str(exc)) from None
     finally:
         stop.restore()
         store.release_lock()
         store.close()
+
+
+DISK_FULL_MARKERS = ("No space left on device", "File too large", "database or disk is full",
+                     "Disk quota exceeded")
+
+
+def is_disk_full(message: str | None) -> bool:
+    return bool(message) and any(marker in message for marker in DISK_FULL_MARKERS)
+
+
+def disk_full_error(run_dir: Path, detail: str) -> RunStoreError:
+    return RunStoreError(f"{run_dir}: disk full ({detail.split(' | ')[0]}); nothing committed "
+                         f"was lost — free some space, then: evograph resume {run_dir}")
 
 
 def _attach_log(run_dir: Path) -> None:
@@ -219,7 +238,8 @@ class Driver:
             again = []
             for result in executor.run([self._task(i) for i in todo], self.stop):
                 attempt = self.store.evaluation(result["id"]).attempt
-                if result["status"] == "failed" and attempt <= retries:
+                if (result["status"] == "failed" and attempt <= retries
+                        and not is_disk_full(result.get("error"))):
                     log.warning("evaluation %s failed (attempt %d): %s", result["id"], attempt,
                                 result["error"])
                     again.append(result["id"])
@@ -228,6 +248,10 @@ class Driver:
             todo = sorted(again)
 
     def _record(self, result: dict[str, Any]) -> None:
+        if result["status"] == "failed" and is_disk_full(result.get("error")):
+            # not the candidate's fault: stop, leaving it pending so a resume re-runs it
+            self.store.mark_pending([result["id"]])
+            raise disk_full_error(self.store.run_dir, result["error"])
         weights = result.get("weights")
         if weights:
             weights = os.path.relpath(weights, self.store.run_dir)

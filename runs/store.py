@@ -535,7 +535,10 @@ class RunStore:
             seen.add(ptr)
             plain[name] = t
         path = self.weights_file(id)
-        atomic_write_bytes(path, save(plain, metadata=metadata))
+        # one metadata key: safetensors writes several keys in arbitrary order, and weight
+        # files should be byte-reproducible
+        packed = {"evograph": json.dumps(metadata, sort_keys=True)} if metadata else None
+        atomic_write_bytes(path, save(plain, metadata=packed))
         return str(path.relative_to(self.run_dir))
 
     def read_weights(self, id: int) -> dict[str, torch.Tensor]:

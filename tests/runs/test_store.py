@@ -242,7 +242,7 @@ def test_weights_round_trip(store):
     for name, t in tensors.items():
         assert back[name].dtype == t.dtype and torch.equal(back[name], t), name
     with safe_open(store.weights_file(3), framework="pt") as f:
-        assert f.metadata() == {"id": "3"}
+        assert json.loads(f.metadata()["evograph"]) == {"id": "3"}
     store.write_weights(3, {"x": torch.ones(2)})  # overwrite in place
     assert list(store.read_weights(3)) == ["x"]
     assert sorted(p.name for p in (store.run_dir / "weights").iterdir()) == ["3.safetensors"]
