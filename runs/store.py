@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .crashpoints import crash_point
+from .files import TMP_SUFFIX as _TMP_SUFFIX
+from .files import atomic_write_bytes, atomic_write_text  # noqa: F401  (re-exported)
 from ..errors import RunStoreError
 
 if TYPE_CHECKING:  # torch is heavy: imported only where weights are read or written
@@ -39,7 +41,6 @@ WEIGHTS_DIR = "weights"
 STATUSES = ("pending", "running", "completed", "infeasible", "failed")
 FINISHED = ("completed", "infeasible", "failed")
 PHASES = ("asked", "told")
-_TMP_SUFFIX = ".tmp"
 
 _SCHEMA = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -63,40 +64,6 @@ _SCHEMA = (
     """CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL,
         kind TEXT NOT NULL, message TEXT NOT NULL, data TEXT)""",
 )
-
-
-# --- atomic files -------------------------------------------------------------------------------
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a reader (or a crash) sees the old file or the whole new
-    one, never a part: temp file in the same directory, flush + fsync, rename, fsync the dir."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{_TMP_SUFFIX}")
-    try:
-        with open(tmp, "xb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        crash_point("atomic_write.before_rename")
-        os.replace(tmp, path)
-        crash_point("atomic_write.after_rename")
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """:func:`atomic_write_bytes` for UTF-8 text."""
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 # --- JSON columns -------------------------------------------------------------------------------
