@@ -40,7 +40,7 @@ def _quote(text: str) -> str:
 
 def to_dot(genome: Genome, title: str | None = None) -> str:
     info = analyze(genome)
-    lines = ["digraph genome {", "  rankdir=TB;",
+    lines = ["digraph genome {", "  rankdir=TB;", '  fontname="Helvetica";',
              '  node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=11];']
     if title:
         lines.append(f"  labelloc=t; label={_quote(title)};")

@@ -270,9 +270,23 @@ class Driver:
             row = self.store.evaluation(individual_id)
             objectives = tuple(float(row.metrics.get(k, math.inf)) for k in self.parts.objectives)
             results.append(Result(individual_id, row.fitness, objectives))
-        self.parts.proposer.tell(results)
-        self.store.save_proposer_state(self.batch, "told", self.parts.proposer.state_dict())
+        proposer = self.parts.proposer
+        before = _population_ids(proposer)
+        proposer.tell(results)
+        self.store.save_proposer_state(self.batch, "told", proposer.state_dict())
+        if before is not None:  # deaths, for the lineage's ages at death
+            told = {r.id for r in results if r.fitness is not None}
+            gone = (before | told) - (_population_ids(proposer) or set())
+            if gone:
+                born = max(r.id for r in results) + 1
+                self.store.log_event("died", f"{len(gone)} left the population",
+                                     {"ids": sorted(gone), "born": born})
         self.phase = "told"
+
+
+def _population_ids(proposer: Any) -> set[int] | None:
+    population = getattr(proposer, "population", None)
+    return {member[0] for member in population()} if callable(population) else None
 
 
 def default_threads() -> None:
