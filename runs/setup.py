@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from .. import meta as _meta  # noqa: F401  (registers meta-learner strategies and fitness)
 from ..compile.fitness import make_fitness
 from ..errors import ConfigError, EvographError, InvalidGenome
@@ -72,11 +74,12 @@ def resolve(config: RunConfig, source: str = "config") -> RunParts:
     """Check and build every part of a run from its config."""
     space = resolve_space(config, source)
     try:
-        make_fitness(config.fitness.name, config.fitness.params)
+        fitness = make_fitness(config.fitness.name, config.fitness.params)
     except ValueError as exc:
         raise ConfigError(f"{source}: fitness.{exc}") from None
     data = load_run_dataset(config)
-    variation = Variation.for_space(space, data.input_shape, data.num_classes)
+    input_shape, num_classes = genome_shapes(fitness, data)
+    variation = Variation.for_space(space, input_shape, num_classes)
     params, objectives = split_objectives(config, source)
     try:
         proposer = make_strategy(config.strategy.name, variation, config.seed, **params)
@@ -85,11 +88,22 @@ def resolve(config: RunConfig, source: str = "config") -> RunParts:
     except EvographError:
         raise
     try:
-        space.initial_genome(__import__("numpy").random.default_rng(0), data.input_shape,
-                             data.num_classes)
+        space.initial_genome(np.random.default_rng(0), input_shape, num_classes)
     except InvalidGenome as exc:
         raise ConfigError(f"{source}: space: the initial genome does not fit ({exc})") from None
     return RunParts(config, space, data, variation, proposer, objectives)
+
+
+def genome_shapes(fitness: Any, data: Dataset) -> tuple[tuple[int, ...], int]:
+    """The genomes' input shape and class count: the fitness generator's own when it brings
+    its own tasks (MAML's sinusoids), else the dataset's."""
+    task_shapes = getattr(fitness, "task_shapes", None)
+    if not callable(task_shapes):
+        return tuple(data.input_shape), int(data.num_classes)
+    shapes = task_shapes()
+    if shapes is None:
+        return tuple(data.input_shape), int(data.num_classes)
+    return tuple(shapes[0]), int(shapes[1])
 
 
 def fingerprint(config: RunConfig, space: SearchSpace) -> str:
