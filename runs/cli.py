@@ -10,7 +10,7 @@ from importlib import import_module
 
 from ..errors import EvographError
 
-COMMAND_MODULES = ("evograph.runs.cli_run", "evograph.runs.cli_lineage",
+COMMAND_MODULES = ("evograph.runs.cli_run", "evograph.runs.cli_lineage", "evograph.runs.cli_hypernet",
                    "evograph.runs.cli_export", "evograph.runs.cli_meta",
                    "evograph.runs.cli_genome")
 
