@@ -226,6 +226,7 @@ class Driver:
                 "dataset": config.to_dict()["dataset"],
                 "fitness": {"name": config.fitness.name, "params": config.fitness.params},
                 "weights_out": str(self.store.weights_file(row.id)),
+                "run_dir": str(self.store.run_dir),
                 "device": "" if config.executor.device == "auto" else config.executor.device}
 
     def _finish_batch(self, executor) -> None:
