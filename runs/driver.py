@@ -83,6 +83,11 @@ class _StopFlag:
         if self.reason is not None:
             os._exit(128 + signum)
         self.reason = f"interrupted by {signal.Signals(signum).name}"
+        # A second signal takes the OS default action: it ends the process at once, even while
+        # the main thread is blocked in a long C call (an fsync, a big kernel), when a Python
+        # handler would wait. Everything committed is safe; resume re-runs what was in flight.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_DFL)
 
 
 def run(run_dir: str | Path, *, force: bool = False, live: bool | None = None,

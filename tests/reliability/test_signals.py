@@ -18,7 +18,7 @@ from evograph.runs.store import RunStore
 from tests.reliability.harness import (FIGURES, FULL, check_recovered, final_state,
                                        finished_count, kill, make_run, reference, start_driver)
 
-GRACE_S = 10.0
+GRACE_S = 30.0  # a serial executor finishes the evaluation in progress
 
 
 def started_count(run_dir) -> int:
