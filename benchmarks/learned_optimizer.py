@@ -99,7 +99,7 @@ def tune(name: str, tasks: list, steps: int) -> tuple[float, dict[str, float]]:
     """The grid learning rate with the lowest mean loss at ``steps`` on the training tasks."""
     scores = {}
     for lr in GRID:
-        final = torch.cat([rollout(t, lambda ps: BASELINES[name](ps, lr), steps)[-1]
+        final = torch.cat([rollout(t, lambda ps, lr=lr: BASELINES[name](ps, lr), steps)[-1]
                            for t in tasks])
         value = float(final.mean())
         scores[str(lr)] = value if math.isfinite(value) else math.inf
@@ -127,10 +127,10 @@ def run_family(family_name: str, setting: tuple, args: argparse.Namespace) -> di
                         "problems": sum(t.problems for t in test_tasks)},
            "tuned_lr": {}, "grid": {}, "curves": {}}
     makers = {"learned": lambda ps: LearnedOptimizer(ps, net)}
-    for name in BASELINES:
+    for name, make in BASELINES.items():
         lr, scores = tune(name, train_tasks, args.steps)
         out["tuned_lr"][name], out["grid"][name] = lr, scores
-        makers[name] = lambda ps, name=name, lr=lr: BASELINES[name](ps, lr)
+        makers[name] = lambda ps, make=make, lr=lr: make(ps, lr)
     for name, make in makers.items():
         curve = torch.cat([rollout(t, make, args.horizon) for t in test_tasks], dim=1)
         out["curves"][name] = summarize(curve)

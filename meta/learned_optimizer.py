@@ -23,8 +23,10 @@ import math
 import os
 from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
+from itertools import pairwise
 from pathlib import Path
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -59,7 +61,7 @@ class LSTMConfig:
             raise ValueError("preprocess must be >= 0 and output_scale > 0")
 
     @staticmethod
-    def from_dict(data: dict[str, Any]) -> "LSTMConfig":
+    def from_dict(data: dict[str, Any]) -> LSTMConfig:
         known = {f.name for f in fields(LSTMConfig)}
         return LSTMConfig(**{k: v for k, v in data.items() if k in known})
 
@@ -91,7 +93,7 @@ class LSTMOptimizer(nn.Module):
             if seed is not None:
                 torch.manual_seed(seed)
             sizes = [2] + [config.hidden] * config.layers
-            self.cells = nn.ModuleList(nn.LSTMCell(a, b) for a, b in zip(sizes, sizes[1:]))
+            self.cells = nn.ModuleList(nn.LSTMCell(a, b) for a, b in pairwise(sizes))
             self.head = nn.Linear(config.hidden, 1)
 
     def initial_state(self, n: int, device: torch.device | str | None = None) -> torch.Tensor:
@@ -148,7 +150,8 @@ def read_safetensors(path: str | Path, what: str = "learned optimizer"
     try:
         with safe_open(str(path), framework="pt") as handle:
             meta = handle.metadata() or {}
-            return {k: handle.get_tensor(k) for k in handle.keys()}, meta
+            tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118
+            return tensors, meta
     except (SafetensorError, OSError, ValueError) as exc:
         raise OptimizerFileError(f"{path}: not a safetensors file ({exc})") from None
 
@@ -246,4 +249,4 @@ def _learned_factory(params: Iterable, lr: float, wd: float) -> LearnedOptimizer
 
 OPTIMIZERS["learned"] = _learned_factory
 
-from . import lo_fitness as _lo_fitness  # noqa: E402,F401  (registers the fitness generator)
+from . import lo_fitness as _lo_fitness  # noqa: F401 (registers the fitness generator)

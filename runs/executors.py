@@ -1,12 +1,20 @@
 """Executors: where evaluations run. All take plain task dicts and yield plain result dicts.
 
-* ``serial`` — in the driver's process (debugging, tests).
+* ``serial`` — in the driver's process (debugging, tests). No isolation: a crash of an
+  evaluation is a crash of the driver, and there is no timeout.
 * ``local`` — a supervised pool of long-lived spawned worker processes, one torch thread each,
   one per core or per GPU slot. The supervisor waits on each worker's pipe *and* its process
   sentinel, so a worker that segfaults, is SIGKILLed, runs out of memory or hangs past the
   timeout is detected, its task reported ``failed`` with the reason, and the worker replaced —
   ``multiprocess``/``multiprocessing.Pool`` would hang instead.
-* ``dask`` — see :mod:`evograph.runs.dask_executor`.
+* ``dask`` — a ``dask.distributed`` cluster, see :mod:`evograph.runs.dask_executor`.
+
+Every executor has the same interface: ``slots`` (evaluations it runs at once),
+``run(tasks, should_stop)`` yielding one result per task in completion order, ``abandon()``
+(stop in-flight work, returning its task ids) and ``close()``. Options they all accept:
+``workers``, ``device``, ``per_gpu``, ``timeout_s``, ``memory_limit_mb``, ``batched``
+(``never|always|auto``, see :mod:`evograph.runs.batching`) and ``max_group``; unknown options
+are ignored, so one call constructs any of them.
 
 Retries are the driver's business: an executor reports each attempt once.
 """
@@ -15,33 +23,30 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import resource
 import signal
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, Iterator
 
-from .worker import evaluate_task, init_worker
+from ..errors import ConfigError
+from .batching import UnitQueue, plan_units
+from .worker import evaluate_unit, init_worker, resolve_device
 
 Task = dict[str, Any]
 Result = dict[str, Any]
-
-
-def failed(task: Task, reason: str, worker: str = "") -> Result:
-    return {"id": task["id"], "status": "failed", "fitness": None, "metrics": {},
-            "error": reason, "inherited": None, "weights": None, "worker": worker,
-            "wall_time": None}
+STARTUP_FAILURES = 3     # workers dying before ready in a row: give up on the queued tasks
 
 
 class SerialExecutor:
-    """Evaluate tasks one after another in this process (no timeout enforcement)."""
+    """Evaluate tasks one after another in this process (no isolation, no timeout)."""
 
     name = "serial"
 
-    def __init__(self, device: str = "auto", **_: Any):
-        self.device = device
+    def __init__(self, device: str = "auto", batched: str = "never", max_group: int = 16,
+                 **_: Any):
+        self.device = worker_devices(1, device, 1)[0]
+        self.batched, self.max_group = batched, max_group
         init_worker(1)
 
     @property
@@ -49,10 +54,11 @@ class SerialExecutor:
         return 1
 
     def run(self, tasks: list[Task], should_stop: Callable[[], bool]) -> Iterator[Result]:
-        for task in tasks:
+        for unit in plan_units(tasks, self.batched, 1, self.max_group):
             if should_stop():
                 return
-            yield evaluate_task({**task, "device": _device_for(task, self.device)})
+            unit = [{**t, "device": resolve_device(t.get("device"), self.device)} for t in unit]
+            yield from evaluate_unit(unit, self.batched)
 
     def abandon(self) -> list[int]:
         return []
@@ -61,35 +67,32 @@ class SerialExecutor:
         pass
 
 
-def _device_for(task: Task, device: str) -> str:
-    return task.get("device") or device
-
-
-def _worker_main(conn: Connection, threads: int, memory_limit_mb: int) -> None:
-    """Loop of a pool worker: receive a task, evaluate it, send the result; None stops."""
+def _worker_main(conn: Connection, device: str, memory_limit_mb: int) -> None:
+    """Loop of a pool worker: say ready, then receive a unit, evaluate it, send the results;
+    None stops it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver handles Ctrl-C for everyone
-    if memory_limit_mb > 0:
-        limit = memory_limit_mb * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    init_worker(threads)
+    init_worker(1, device, memory_limit_mb)
+    conn.send({"ready": os.getpid()})
     while True:
         try:
-            task = conn.recv()
+            message = conn.recv()
         except EOFError:
             return
-        if task is None:
+        if message is None:
             return
-        conn.send(evaluate_task(task))
+        conn.send(evaluate_unit(message["unit"], message["mode"]))
 
 
-@dataclass
+@dataclass(eq=False)
 class _Worker:
     process: Any
     conn: Connection
     device: str
-    task: Task | None = None
+    name: str
+    ready: bool = False
+    unit: list[Task] | None = None
     started: float = 0.0
-    name: str = field(default="")
+    deadline: float = field(default=0.0)
 
 
 class LocalExecutor:
@@ -98,11 +101,13 @@ class LocalExecutor:
     name = "local"
 
     def __init__(self, workers: int = 0, device: str = "auto", per_gpu: int = 1,
-                 timeout_s: float = 600.0, memory_limit_mb: int = 0, **_: Any):
+                 timeout_s: float = 600.0, memory_limit_mb: int = 0, batched: str = "never",
+                 max_group: int = 16, **_: Any):
         self.devices = worker_devices(workers, device, per_gpu)
-        self.timeout_s = timeout_s
-        self.memory_limit_mb = memory_limit_mb
+        self.timeout_s, self.memory_limit_mb = timeout_s, memory_limit_mb
+        self.batched, self.max_group = batched, max_group
         self.ctx = mp.get_context("spawn")
+        self.startup_failures = 0
         self.pool: list[_Worker] = [self._start(d, i) for i, d in enumerate(self.devices)]
 
     @property
@@ -111,78 +116,92 @@ class LocalExecutor:
 
     def _start(self, device: str, index: int) -> _Worker:
         parent, child = self.ctx.Pipe()
-        process = self.ctx.Process(target=_worker_main, args=(child, 1, self.memory_limit_mb),
+        process = self.ctx.Process(target=_worker_main, args=(child, device, self.memory_limit_mb),
                                    daemon=True, name=f"evograph-worker-{index}")
         process.start()
         child.close()
-        return _Worker(process, parent, device, name=f"worker{index}@{device}")
+        return _Worker(process, parent, device, f"worker{index}@{device}")
 
     def _replace(self, worker: _Worker) -> None:
         _kill(worker.process)
+        worker.conn.close()
         index = self.pool.index(worker)
         self.pool[index] = self._start(worker.device, index)
 
     def run(self, tasks: list[Task], should_stop: Callable[[], bool]) -> Iterator[Result]:
-        queue = deque(tasks)
-        while queue or any(w.task for w in self.pool):
+        queue = UnitQueue(plan_units(tasks, self.batched, self.slots, self.max_group))
+        while queue or any(w.unit for w in self.pool):
             if should_stop():
                 return  # the driver abandons in-flight tasks; they stay pending for resume
             self._dispatch(queue)
-            yield from self._collect(timeout=0.2)
+            yield from self._collect(queue, timeout=0.2)
 
-    def _dispatch(self, queue: deque) -> None:
+    def _dispatch(self, queue: UnitQueue) -> None:
         for worker in self.pool:
-            if worker.task is None and queue:
-                task = queue.popleft()
-                task = {**task, "device": task.get("device") or worker.device}
+            if worker.ready and worker.unit is None and queue:
+                unit = queue.pop()
                 try:
-                    worker.conn.send(task)
+                    worker.conn.send({"unit": unit, "mode": self.batched})
                 except (BrokenPipeError, OSError):
+                    queue.push_front(unit)
                     self._replace(worker)
-                    queue.appendleft(task)
                     continue
-                worker.task, worker.started = task, time.monotonic()
+                worker.unit, worker.started = unit, time.monotonic()
+                worker.deadline = worker.started + self.timeout_s * len(unit)
 
-    def _collect(self, timeout: float) -> Iterator[Result]:
-        busy = [w for w in self.pool if w.task is not None]
-        if not busy:
-            return
-        ready = set(wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout))
-        for worker in busy:
-            result = self._check(worker, ready)
-            if result is not None:
-                yield result
+    def _collect(self, queue: UnitQueue, timeout: float) -> Iterator[Result]:
+        waitables = [w.conn for w in self.pool] + [w.process.sentinel for w in self.pool]
+        ready = set(wait(waitables, timeout))
+        for worker in list(self.pool):
+            yield from self._check(worker, ready, queue)
 
-    def _check(self, worker: _Worker, ready: set) -> Result | None:
-        task = worker.task
+    def _check(self, worker: _Worker, ready: set, queue: UnitQueue) -> Iterator[Result]:
         if worker.conn in ready:
             try:
-                result = worker.conn.recv()
-                worker.task = None
-                return {**result, "worker": worker.name}
+                message = worker.conn.recv()
             except (EOFError, OSError):
-                pass  # died while sending: fall through to the death check
+                message = None  # died while sending: the death check below handles it
+            if isinstance(message, dict) and "ready" in message:
+                worker.ready, self.startup_failures = True, 0
+                return
+            if isinstance(message, list):
+                worker.unit = None
+                yield from ({**r, "worker": worker.name} for r in message)
+                return
         if worker.process.sentinel in ready or not worker.process.is_alive():
-            code = worker.process.exitcode
-            reason = _death_reason(code)
+            yield from self._died(worker, queue)
+        elif worker.unit is not None and time.monotonic() > worker.deadline:
+            unit = worker.unit
             self._replace(worker)
-            return failed(task, f"worker died ({reason})", worker.name)
-        if time.monotonic() - worker.started > self.timeout_s:
-            self._replace(worker)
-            return failed(task, f"timeout after {self.timeout_s:.0f} s", worker.name)
-        return None
+            yield from queue.fail(unit, f"timeout after {self.timeout_s * len(unit):.0f} s",
+                                  worker.name)
+
+    def _died(self, worker: _Worker, queue: UnitQueue) -> Iterator[Result]:
+        worker.process.join(2.0)  # the pipe may report the death before the exit is reaped
+        reason = f"worker died ({_death_reason(worker.process.exitcode)})"
+        unit, was_ready = worker.unit, worker.ready
+        self._replace(worker)
+        if unit is not None:
+            yield from queue.fail(unit, reason, worker.name)
+        elif not was_ready:
+            self.startup_failures += 1
+            if self.startup_failures >= STARTUP_FAILURES * len(self.pool):
+                yield from queue.drain(f"no worker could start: {reason}")
 
     def abandon(self) -> list[int]:
         """Kill busy workers (their tasks stay pending for a resume); returns those task ids."""
         ids = []
-        for worker in self.pool:
-            if worker.task is not None:
-                ids.append(worker.task["id"])
+        for worker in list(self.pool):
+            if worker.unit is not None:
+                ids += [task["id"] for task in worker.unit]
                 self._replace(worker)
         return ids
 
     def close(self) -> None:
         for worker in self.pool:
+            if not worker.ready:  # still starting: nothing to finish
+                _kill(worker.process)
+                continue
             try:
                 worker.conn.send(None)
             except (BrokenPipeError, OSError):
@@ -212,26 +231,46 @@ def _death_reason(code: int | None) -> str:
     return f"exit code {code}"
 
 
-def worker_devices(workers: int, device: str, per_gpu: int) -> list[str]:
-    """One device string per worker: GPU slots (``per_gpu`` candidates per GPU) when CUDA is
-    requested or auto-detected, else one CPU worker per core."""
+def cuda_devices() -> int:
     import torch
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
-    gpus = torch.cuda.device_count() if device in ("auto", "cuda") else 0
+
+def worker_devices(workers: int, device: str, per_gpu: int) -> list[str]:
+    """One device string per worker. GPUs (when requested, or found with ``device = "auto"``):
+    ``per_gpu`` workers share each GPU, since one small network leaves a GPU mostly idle; an
+    explicit ``workers`` count is spread round-robin over those slots. CPU: one worker per
+    core available to this process."""
+    gpus = cuda_devices() if device != "cpu" else 0
+    if device.startswith("cuda") and not gpus:
+        raise ConfigError(f"executor.device: {device!r} requested but torch finds no CUDA device")
     if device.startswith("cuda:"):
+        if int(device.split(":", 1)[1]) >= gpus:
+            raise ConfigError(f"executor.device: {device!r} does not exist ({gpus} CUDA devices)")
         slots = [device] * per_gpu
     elif gpus:
         slots = [f"cuda:{g}" for g in range(gpus) for _ in range(per_gpu)]
     else:
-        slots = ["cpu"] * (os.cpu_count() or 1)
+        slots = ["cpu"] * _cores()
     count = workers or len(slots)
     return [slots[i % len(slots)] for i in range(count)]
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 EXECUTORS: dict[str, Callable[..., Any]] = {"serial": SerialExecutor, "local": LocalExecutor}
 
 
 def make_executor(name: str, **options: Any):
+    """Construct the executor registered as ``name`` (``dask`` is imported on first use)."""
     if name == "dask" and "dask" not in EXECUTORS:
-        from . import dask_executor  # noqa: F401  (registers itself; optional dependency)
+        from . import dask_executor  # noqa: F401  (registers itself)
+    if name not in EXECUTORS:
+        raise ConfigError(f"executor.name: unknown executor {name!r} "
+                          f"(known: {', '.join(sorted(set(EXECUTORS) | {'dask'}))})")
     return EXECUTORS[name](**options)

@@ -3,11 +3,20 @@
 A task is a JSON-able dict (genome JSON, seed, dataset and fitness sections, parent-weights path,
 where to write the weights); the result is a JSON-able dict. Nothing else crosses a process
 boundary, so the same function runs in-process, in a spawned pool worker or on a Dask worker.
+
+A *unit* is what an executor hands a worker: one task, or a group of tasks sharing an
+architecture that :func:`evaluate_group` may train together (:mod:`evograph.compile.batched`).
+Each worker process keeps its dataset resident on its device, loaded once.
+
+For tests, :mod:`evograph.runs.faults` can make chosen evaluations crash, hang, run out of memory
+or diverge (only when ``EVOGRAPH_FAULT_INJECTION=1``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import resource
 import time
 import traceback
 from functools import lru_cache
@@ -18,20 +27,62 @@ import torch
 from safetensors.torch import load_file
 
 from .. import meta as _meta  # noqa: F401  (registers the meta-learners' fitness generators)
+from ..compile.batched import BatchRule, batch_problem, score_batched
 from ..compile.builder import build
-from ..compile.fitness import make_fitness
+from ..compile.fitness import Score, make_fitness
 from ..compile.inherit import inherit_weights
 from ..errors import InvalidGenome
 from ..genome.io import from_dict
 from ..genome.validate import analyze
 from .datasets import load_dataset
+from .faults import apply_module_fault, trigger_process_fault, with_fault
 from .store import atomic_write_bytes
 
+Task = dict[str, Any]
+Result = dict[str, Any]
 
-def init_worker(threads: int = 1) -> None:
-    """One torch thread per worker: two intra-op threads stall badly on small kernels."""
+_WORKER = {"device": "auto"}        # this process's device, set by init_worker
+_BATCH_CACHE: dict[tuple, float] = {}  # measured speed-ups, per cost class (compile.batched)
+
+
+def init_worker(threads: int = 1, device: str = "auto", memory_limit_mb: int = 0) -> None:
+    """Set up a worker process: one torch thread (two intra-op threads stall badly on small
+    kernels), its device, and an address-space limit of ``memory_limit_mb`` MiB *beyond what
+    the process already maps* (a CUDA build of torch alone maps a few GiB of address space)."""
     torch.set_num_threads(threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    _WORKER["device"] = device or "auto"
+    if memory_limit_mb > 0 and not str(device).startswith("cuda"):  # CUDA reserves huge VM
+        mapped = _mapped_bytes()
+        hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+        soft = mapped + memory_limit_mb * 1024 * 1024
+        if hard != resource.RLIM_INFINITY:
+            soft = min(soft, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def _mapped_bytes() -> int:
+    """Virtual memory this process maps now (Linux /proc; 0 elsewhere)."""
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def resolve_device(requested: str | None, worker_device: str) -> str:
+    """The device a task runs on: the worker's own unless the task names a specific one
+    (a generic ``cuda`` request keeps the worker's assigned GPU)."""
+    if not requested or requested == "auto":
+        return worker_device or "auto"
+    if requested == "cuda" and str(worker_device).startswith("cuda"):
+        return worker_device
+    return requested
+
+
+def pick_device(requested: str) -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
 
 
 @lru_cache(maxsize=4)
@@ -42,17 +93,36 @@ def _dataset(name: str, seed: int, root: str, download: bool, val_fraction: floa
                         limit=limit or None)
 
 
-def dataset_for(task: dict[str, Any]):
+@lru_cache(maxsize=4)
+def _resident(key: tuple, device: str):
+    """The dataset with every split moved to ``device`` once (pinned host memory, one copy)."""
+    data = _dataset(*key)
+    if device == "cpu":
+        return data
+    moved = {f.name: getattr(data, f.name).pin_memory().to(device, non_blocking=True)
+             for f in dataclasses.fields(data) if isinstance(getattr(data, f.name), torch.Tensor)}
+    torch.cuda.synchronize(device)
+    return dataclasses.replace(data, **moved)
+
+
+def dataset_for(task: Task, device: torch.device | str | None = None):
+    """The task's dataset, resident on ``device`` (kept for the life of the process)."""
     d = task["dataset"]
-    return _dataset(d["name"], int(task["data_seed"]), d.get("root", ""),
-                    bool(d.get("download", False)), float(d["val_fraction"]),
-                    float(d["test_fraction"]), int(d.get("limit", 0)))
+    key = (d["name"], int(task["data_seed"]), d.get("root", ""), bool(d.get("download", False)),
+           float(d["val_fraction"]), float(d["test_fraction"]), int(d.get("limit", 0)))
+    return _resident(key, str(device or "cpu"))
 
 
-def pick_device(requested: str) -> torch.device:
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(requested)
+def blank_result(task: Task, status: str = "failed", error: str | None = None,
+                 worker: str = "") -> Result:
+    return {"id": task["id"], "status": status, "fitness": None, "metrics": {}, "error": error,
+            "inherited": None, "weights": None, "worker": worker or f"pid{os.getpid()}",
+            "wall_time": None}
+
+
+def failed_result(task: Task, reason: str, worker: str = "") -> Result:
+    """The result of an evaluation that never reported (its worker died or timed out)."""
+    return blank_result(task, "failed", reason, worker)
 
 
 def _save_weights(module: torch.nn.Module, path: str, meta: dict[str, str]) -> None:
@@ -61,35 +131,110 @@ def _save_weights(module: torch.nn.Module, path: str, meta: dict[str, str]) -> N
     atomic_write_bytes(Path(path), save(tensors, metadata=meta))
 
 
-def evaluate_task(task: dict[str, Any]) -> dict[str, Any]:
+def _prepare(task: Task, device: torch.device):
+    """Build the task's genome on ``device`` and inherit its parent's weights."""
+    genome = from_dict(task["genome"])
+    module = build(genome, seed=int(task["seed"]), device=device, info=analyze(genome))
+    inherited = None
+    parent = task.get("parent_weights")
+    if parent and Path(parent).exists():
+        report = inherit_weights(module, load_file(parent), bool(task.get("inherit", True)))
+        inherited = report.to_dict()
+    apply_module_fault(task, module)
+    return genome, module, inherited
+
+
+def _complete(result: Result, task: Task, genome, module, score: Score) -> None:
+    result.update(status=score.status, fitness=score.fitness, metrics=score.metrics)
+    if score.status == "completed" and task.get("weights_out"):
+        _save_weights(module, task["weights_out"], {"individual": str(task["id"]),
+                                                    "genome_hash": genome.hash})
+        result["weights"] = task["weights_out"]
+
+
+def _error(exc: BaseException) -> dict[str, Any]:
+    """Status and reason for an exception escaping an evaluation."""
+    if isinstance(exc, InvalidGenome):
+        return {"status": "infeasible", "error": str(exc)}
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, (MemoryError, torch.cuda.OutOfMemoryError)) or \
+            "can't allocate memory" in str(exc) or "out of memory" in str(exc).lower():
+        return {"status": "failed", "error": f"out of memory: {text}"[:500]}
+    tail = traceback.format_exc().strip().splitlines()[-3:]
+    return {"status": "failed", "error": f"{text} | {' / '.join(tail)}"[:2000]}
+
+
+def _device_of(task: Task) -> torch.device:
+    return pick_device(resolve_device(task.get("device"), _WORKER["device"]))
+
+
+def evaluate_task(task: Task) -> Result:
     """Build, inherit, score and save one candidate. Never raises: errors become statuses."""
     start = time.perf_counter()
-    result: dict[str, Any] = {"id": task["id"], "status": "failed", "fitness": None,
-                              "metrics": {}, "error": None, "inherited": None,
-                              "weights": None, "worker": f"pid{os.getpid()}"}
+    task = with_fault(task)
+    result = blank_result(task)
     try:
-        device = pick_device(task.get("device", "auto"))
-        genome = from_dict(task["genome"])
-        info = analyze(genome)
-        module = build(genome, seed=int(task["seed"]), device=device, info=info)
-        parent = task.get("parent_weights")
-        if parent and Path(parent).exists():
-            report = inherit_weights(module, load_file(parent), bool(task.get("inherit", True)))
-            result["inherited"] = report.to_dict()
-        data = dataset_for(task)
+        trigger_process_fault(task)
+        device = _device_of(task)
+        genome, module, result["inherited"] = _prepare(task, device)
+        data = dataset_for(task, device)
         fitness = make_fitness(task["fitness"]["name"], task["fitness"]["params"])
         score = fitness.score(module, genome, data, seed=int(task["seed"]), device=device)
-        result.update(status=score.status, fitness=score.fitness, metrics=score.metrics)
-        if score.status == "completed" and task.get("weights_out"):
-            _save_weights(module, task["weights_out"], {"individual": str(task["id"]),
-                                                        "genome_hash": genome.hash})
-            result["weights"] = task["weights_out"]
-    except InvalidGenome as exc:
-        result.update(status="infeasible", error=str(exc))
-    except torch.cuda.OutOfMemoryError as exc:  # type: ignore[attr-defined]
-        result.update(status="failed", error=f"out of memory: {exc}")
+        _complete(result, task, genome, module, score)
     except Exception as exc:  # noqa: BLE001 - one bad candidate never stops a run
-        tail = traceback.format_exc().strip().splitlines()[-3:]
-        result.update(status="failed", error=f"{type(exc).__name__}: {exc} | {' / '.join(tail)}")
+        result.update(_error(exc))
     result["wall_time"] = time.perf_counter() - start
     return result
+
+
+def evaluate_group(tasks: list[Task], mode: str = "auto") -> list[Result]:
+    """Evaluate tasks that share an architecture, optimizer, batch size, fitness and dataset,
+    training them together when ``mode`` (a :class:`~evograph.compile.batched.BatchRule` mode)
+    says so, else one by one. Never raises; results come back in the order of ``tasks``."""
+    tasks = [with_fault(task) for task in tasks]
+    start = time.perf_counter()
+    try:
+        for task in tasks:
+            trigger_process_fault(task)  # a crash takes the group along; the executor splits it
+        results = _train_together(tasks, mode)
+    except Exception:  # noqa: BLE001 - anything odd in the batched path: fall back, one by one
+        results = None
+    if results is None:
+        return [evaluate_task(task) for task in tasks]
+    for result in results:
+        result["wall_time"] = (time.perf_counter() - start) / len(tasks)
+    return results
+
+
+def _train_together(tasks: list[Task], mode: str) -> list[Result] | None:
+    """The batched path of :func:`evaluate_group`; None when the group should go one by one."""
+    if tasks[0]["fitness"]["name"] != "sgd":
+        return None
+    device = _device_of(tasks[0])
+    prepared = [_prepare(task, device) for task in tasks]
+    genomes = [p[0] for p in prepared]
+    if batch_problem(genomes) is not None:
+        return None
+    data = dataset_for(tasks[0], device)
+    modules = [p[1] for p in prepared]
+    batched, speedup = BatchRule(mode, cache=_BATCH_CACHE).decide(modules, genomes, data, device)
+    if not batched:
+        return None
+    fitness = make_fitness("sgd", tasks[0]["fitness"]["params"])
+    scores = score_batched(fitness, modules, genomes, data, [int(t["seed"]) for t in tasks],
+                           device)
+    results = []
+    for task, (genome, module, inherited), score in zip(tasks, prepared, scores):
+        result = blank_result(task)
+        result["inherited"] = inherited
+        score.metrics["batched"] = {"size": len(tasks), "speedup": speedup}
+        _complete(result, task, genome, module, score)
+        results.append(result)
+    return results
+
+
+def evaluate_unit(unit: list[Task], mode: str = "never") -> list[Result]:
+    """One unit of work: a single task, or a group (see :func:`evaluate_group`)."""
+    if len(unit) == 1:
+        return [evaluate_task(unit[0])]
+    return evaluate_group(unit, mode)

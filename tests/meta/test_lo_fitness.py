@@ -13,7 +13,8 @@ from evograph.compile.builder import build
 from evograph.compile.fitness import make_fitness
 from evograph.errors import ConfigError
 from evograph.genome.space import get_space
-from evograph.meta.learned_optimizer import LSTMOptimizer, load_optimizer, save_optimizer
+from evograph.meta.learned_optimizer import (LSTMOptimizer, configure, load_optimizer,
+                                             save_optimizer)
 from evograph.meta.lo_train import make_meta_optimizer, meta_train, save_checkpoint
 from evograph.meta.optimizee_tasks import make_family
 from evograph.runs.cli import main
@@ -39,6 +40,13 @@ meta_lr = 0.01
 meta_iterations = 4
 checkpoint_every = 2
 """
+
+
+@pytest.fixture(autouse=True)
+def _forget_the_configured_file():
+    """The fitness generator sets the process-wide file of the ``learned`` gene: reset it."""
+    yield
+    configure(None)
 
 
 @pytest.fixture
@@ -97,7 +105,7 @@ def test_tiny_evolution_run_with_the_learned_optimizer(tmp_path, optimizer_file)
 def test_evolution_can_choose_the_learned_optimizer_gene(tmp_path, optimizer_file):
     """use_gene: each genome trains with its own gene; ``learned`` loads the file in spawned
     worker processes too."""
-    individuals, evaluations = _tiny_run(
+    _, evaluations = _tiny_run(
         tmp_path, optimizer_file,
         ["executor.name=local", "executor.workers=2", "fitness.use_gene=true",
          'space.optimizers=["learned","adam"]', "budget.evaluations=8"])
@@ -118,7 +126,7 @@ def test_train_optimizer_cli_writes_a_loadable_optimizer(tmp_path, capsys):
     out = tmp_path / "o" / "opt.safetensors"
     assert main(["meta", "train-optimizer", str(tmp_path / "tiny.toml"), "-o", str(out),
                  "--no-live"]) == 0
-    net, info = load_optimizer(out)
+    _, info = load_optimizer(out)
     assert len(info["history"]) == 4 and info["config"]["task"]["family"] == "quadratic"
     assert not checkpoint_path(out).exists()          # removed once the output is written
     assert "learned optimizer written to" in capsys.readouterr().out
@@ -172,7 +180,7 @@ def test_ctrl_c_checkpoints_and_resume_finishes_the_same_training(tmp_path):
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "--resume" in err and not out.exists()
-    assert subprocess.run(command + ["--resume"], capture_output=True).returncode == 0
+    assert subprocess.run(command + ["--resume"], capture_output=True, check=False).returncode == 0
     straight = tmp_path / "straight.safetensors"
     assert main(["meta", "train-optimizer", str(cfg), "-o", str(straight), "--no-live"]) == 0
     (a, info_a), (b, info_b) = load_optimizer(out), load_optimizer(straight)

@@ -1,0 +1,316 @@
+"""Batched populations: train several candidates that share an architecture in one process.
+
+Children born by IDENTITY or ALTER-LEARNING-RATE (Real et al. 2017, *Large-Scale Evolution of
+Image Classifiers*) keep their parent's architecture, and in the ``mlp`` space siblings often
+coincide; small networks leave a core or a GPU mostly idle. So K such candidates are trained as
+one: their parameters and buffers are stacked into tensors of shape ``(K, ...)``
+(``torch.func.stack_module_state``), the forward pass and loss run under ``torch.func.vmap`` over
+``torch.func.functional_call`` of one skeleton module, and a single backward pass of the summed
+loss yields every candidate's own gradient (the candidates share no parameter, so the gradient of
+the sum with respect to row k is candidate k's gradient). The optimizers are the functional ones
+of :mod:`evograph.compile.functional_optim`, with a learning rate and weight decay per row.
+
+BatchNorm in train mode updates running statistics in place; under ``vmap`` the stacked buffers
+are cloned inside the mapped function and returned as an auxiliary output, so each candidate's
+statistics evolve exactly as they would alone.
+
+Each candidate keeps its own seed (its minibatch order comes from its own generator, drawn exactly
+as :func:`~evograph.compile.train.train_steps` draws it), its own initial or inherited weights and
+its own genes; the group must share architecture, optimizer type and batch size
+(:func:`batch_problem`). A candidate whose loss turns non-finite stops there, as it would alone;
+the others go on. Training K candidates batched equals training each alone up to float rounding.
+
+Whether batching pays is measured, not assumed: :class:`BatchRule` times a few steps of one
+candidate alone and of the K batched, on copies, and caches the verdict per architecture.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, stack_module_state, vmap
+from torch.nn import functional as F
+
+from ..genome.core import Genome
+from ..genome.validate import analyze
+from .fitness import Score, Splits
+from .functional_optim import FUNCTIONAL_OPTIMIZERS, apply_update, col, init_state
+from .train import SGDTraining, evaluate, train_steps
+
+
+def batch_problem(genomes: Sequence[Genome]) -> str | None:
+    """Why ``genomes`` cannot be trained as one batch, or None when they can."""
+    if len(genomes) < 2:
+        return "fewer than two candidates"
+    first = genomes[0]
+    optimizer = first.gene.get("optimizer", "sgd")
+    if optimizer not in FUNCTIONAL_OPTIMIZERS:
+        return f"optimizer {optimizer!r} has no functional (batched) form"
+    for genome in genomes[1:]:
+        if genome.arch_hash != first.arch_hash:
+            return "architectures differ"
+        if genome.gene.get("optimizer", "sgd") != optimizer:
+            return "optimizers differ"
+        if genome.gene.get("batch_size", 64) != first.gene.get("batch_size", 64):
+            return "batch sizes differ"
+    return None
+
+
+class _Orders:
+    """Minibatch indices for K candidates, each from its own generator, drawn exactly as
+    ``train_steps`` draws them (all share n and the batch size, so they share the cursor)."""
+
+    def __init__(self, n: int, batch: int, seeds: Sequence[int]):
+        self.n, self.batch, self.cursor = n, batch, 0
+        self.gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        self.orders = [torch.randperm(n, generator=g) for g in self.gens]
+
+    def next(self, device: torch.device) -> Tensor:
+        if self.n - self.cursor < 2:  # as train_steps: never a batch of one (batch-norm)
+            self.orders = [torch.randperm(self.n, generator=g) for g in self.gens]
+            self.cursor = 0
+        idx = torch.stack([o[self.cursor:self.cursor + self.batch] for o in self.orders])
+        self.cursor += self.batch
+        return idx.to(device)                                    # (K, b)
+
+
+def _batched_loss(skeleton: nn.Module, label_smoothing: float) -> Callable:
+    """vmap of (params, buffers, x, y) -> (loss, updated buffers) for one candidate."""
+    def one(params: dict, buffers: dict, x: Tensor, y: Tensor):
+        buffers = {k: v.clone() for k, v in buffers.items()}  # BN updates these in place
+        logits = functional_call(skeleton, (params, buffers), (x,))     # (b, classes)
+        return F.cross_entropy(logits, y, label_smoothing=label_smoothing), buffers
+    return vmap(one)
+
+
+def _rows(mask: Tensor, like: Tensor) -> Tensor:
+    """A ``(K,)`` boolean mask broadcastable over ``like`` of shape ``(K, ...)``."""
+    return mask.view(-1, *[1] * (like.dim() - 1))
+
+
+def _keep_stopped(old: dict[str, Tensor], new: dict[str, Tensor], alive: list[bool],
+                  device: torch.device) -> dict[str, Tensor]:
+    """The updated buffers, except that candidates stopped before this step keep theirs."""
+    if all(alive):
+        return new
+    mask = torch.tensor(alive, device=device)
+    return {n: torch.where(_rows(mask, b), new[n], b) for n, b in old.items()}
+
+
+def _clip_(grads: list[Tensor], max_norm: float) -> None:
+    """clip_grad_norm_ per candidate: each row's total 2-norm over all its gradients."""
+    norms = torch.stack([g.flatten(1).norm(dim=1) for g in grads], dim=1).norm(dim=1)  # (K,)
+    coef = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(col(coef, g))
+
+
+class _Curves:
+    """Per-candidate loss curves averaged over the same chunks as ``train_steps``."""
+
+    def __init__(self, k: int, steps: int, points: int):
+        self.chunk, self.steps = max(1, steps // points), steps
+        self.curves: list[list[float]] = [[] for _ in range(k)]
+        self.running, self.count = [0.0] * k, 0
+
+    def add(self, step: int, values: list[float], alive: list[bool]) -> None:
+        self.count += 1
+        flush = self.count == self.chunk or step == self.steps - 1
+        for k, value in enumerate(values):
+            if alive[k]:
+                self.running[k] += value
+                if flush:
+                    self.curves[k].append(self.running[k] / self.count)
+                    self.running[k] = 0.0
+        if flush:
+            self.count = 0
+
+
+class _Population:
+    """K candidates as one: stacked parameters ``(K, ...)``, buffers, optimizer state, genes."""
+
+    def __init__(self, modules: Sequence[nn.Module], genes: Sequence[dict[str, Any]],
+                 device: torch.device, label_smoothing: float):
+        self.optimizer = genes[0].get("optimizer", "sgd")
+        skeleton = copy.deepcopy(modules[0]).to("meta").train()
+        self.params, self.buffers = stack_module_state(list(modules))   # {name: (K, ...)}
+        self.plist = list(self.params.values())
+        self.lr = torch.tensor([float(g["learning_rate"]) for g in genes], dtype=torch.float64)
+        self.wd = torch.tensor([float(g.get("weight_decay", 0.0)) for g in genes],
+                               dtype=torch.float64)
+        self.state: dict | None = None         # created at the first step (see _match_layout)
+        self.loss_fn = _batched_loss(skeleton, label_smoothing)
+        self.device = device
+        self.alive = [True] * len(modules)
+
+    def step(self, x: Tensor, y: Tensor, step: int, grad_clip: float) -> list[float]:
+        """One training step of every live candidate on its own minibatch (x: (K, b, ...));
+        returns the K losses. A candidate whose loss is non-finite stops before updating, as
+        ``train_steps`` does, and stays frozen from then on."""
+        losses, new_buffers = self.loss_fn(self.params, self.buffers, x, y)     # (K,)
+        values = losses.detach().tolist()
+        self.buffers = _keep_stopped(self.buffers, new_buffers, self.alive, self.device)
+        self.alive = [a and math.isfinite(v) for a, v in zip(self.alive, values)]
+        if not any(self.alive):
+            return values
+        mask = torch.tensor(self.alive, device=self.device)
+        grads = list(torch.autograd.grad(torch.where(mask, losses, 0.0).sum(), self.plist))
+        if not all(self.alive):
+            grads = [torch.where(_rows(mask, g), g, 0.0) for g in grads]
+        if grad_clip > 0:
+            _clip_(grads, grad_clip)
+        if self.state is None:
+            self._match_layout(grads)
+        apply_update(self.optimizer, self.plist, grads, self.state, self.lr * mask.cpu(),
+                     self.wd, step)
+        return values
+
+
+    @torch.no_grad()
+    def _match_layout(self, grads: list[Tensor]) -> None:
+        """Give each stacked parameter (and so its optimizer state) its gradient's memory layout:
+        under vmap a linear layer's weight gradient comes back transposed, and elementwise
+        optimizer arithmetic across mismatched layouts is several times slower."""
+        for i, (name, param) in enumerate(list(self.params.items())):
+            if param.stride() != grads[i].stride():
+                self.params[name] = torch.empty_like(grads[i]).copy_(param).requires_grad_(True)
+        self.plist = list(self.params.values())
+        self.state = init_state(self.optimizer, self.plist)
+
+
+def train_batched(modules: Sequence[nn.Module], genes: Sequence[dict[str, Any]], data: Splits,
+                  steps: int, batch: int, seeds: Sequence[int], device: torch.device,
+                  label_smoothing: float = 0.0, grad_clip: float = 0.0,
+                  points: int = 20) -> list[list[float]]:
+    """``train_steps`` for K modules of one architecture at once; the trained weights are written
+    back into ``modules``. Returns each candidate's loss curve (ending non-finite if it diverged)."""
+    population = _Population(modules, genes, device, label_smoothing)
+    orders = _Orders(len(data.x_train), batch, seeds)
+    x_all, y_all = data.x_train.to(device), data.y_train.to(device)
+    curves = _Curves(len(modules), steps, points)
+    for step in range(steps):
+        idx = orders.next(device)                                          # (K, b)
+        was_alive = population.alive
+        values = population.step(x_all[idx], y_all[idx], step + 1, grad_clip)
+        for i, value in enumerate(values):
+            if was_alive[i] and not population.alive[i]:
+                curves.curves[i].append(value)                             # its last entry
+        if not any(population.alive):
+            break
+        curves.add(step, values, population.alive)
+    _write_back(modules, population.params, population.buffers)
+    return curves.curves
+
+
+@torch.no_grad()
+def _write_back(modules: Sequence[nn.Module], params: dict[str, Tensor],
+                buffers: dict[str, Tensor]) -> None:
+    for k, module in enumerate(modules):
+        for name, tensor in module.named_parameters():
+            tensor.copy_(params[name][k])
+        for name, tensor in module.named_buffers():
+            tensor.copy_(buffers[name][k])
+
+
+def score_batched(fitness: SGDTraining, modules: Sequence[nn.Module],
+                  genomes: Sequence[Genome], data: Splits, seeds: Sequence[int],
+                  device: torch.device) -> list[Score]:
+    """``SGDTraining.score`` for K candidates trained together; ``train_time`` is each one's
+    share of the batched training time."""
+    genes = [g.gene for g in genomes]
+    batch = int(genes[0].get("batch_size", 64))
+    start = time.perf_counter()
+    curves = train_batched(modules, genes, data, fitness.total_steps(len(data.x_train), batch),
+                           batch, seeds, device, fitness.label_smoothing, fitness.grad_clip)
+    share = (time.perf_counter() - start) / len(modules)
+    return [_finish(fitness, m, g, data, c, share, device)
+            for m, g, c in zip(modules, genomes, curves)]
+
+
+def _finish(fitness: SGDTraining, module: nn.Module, genome: Genome, data: Splits,
+            curve: list[float], train_time: float, device: torch.device) -> Score:
+    """The tail of ``SGDTraining.score``: validation and test scores of a trained module."""
+    info = analyze(genome)
+    metrics: dict[str, Any] = {"loss_curve": curve, "params": info.params, "flops": info.flops,
+                               "train_time": train_time}
+    if curve and not math.isfinite(curve[-1]):
+        return Score.infeasible("non-finite training loss", **metrics)
+    val_acc, val_loss = evaluate(module, data.x_val, data.y_val, device, fitness.eval_batch_size)
+    test_acc, test_loss = evaluate(module, data.x_test, data.y_test, device,
+                                   fitness.eval_batch_size)
+    metrics.update(val_accuracy=val_acc, val_loss=val_loss, test_accuracy=test_acc,
+                   test_loss=test_loss)
+    if not math.isfinite(val_loss):
+        return Score.infeasible("non-finite validation loss", **metrics)
+    return Score("completed", val_acc, metrics).checked()
+
+
+def _min_seconds(runs: Sequence[Callable[[int], Any]], steps: int, device: torch.device,
+                 repeats: int = 3) -> list[float]:
+    """The fastest of ``repeats`` timed calls of each run (``steps`` steps each), interleaved so
+    that load from other processes hits both alike; a 2-step warm-up call first."""
+    best = [math.inf] * len(runs)
+    for run in runs:
+        run(2)
+    for _ in range(repeats):
+        for i, run in enumerate(runs):
+            start = time.perf_counter()
+            run(steps)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            best[i] = min(best[i], time.perf_counter() - start)
+    return best
+
+
+def measure_speedup(modules: Sequence[nn.Module], genomes: Sequence[Genome], data: Splits,
+                    device: torch.device, steps: int = 5) -> float:
+    """(K x one candidate's time alone) / (the K batched), for ``steps`` training steps on
+    copies of ``modules`` (the candidates themselves are not touched)."""
+    genes = [g.gene for g in genomes]
+    batch = int(genes[0].get("batch_size", 64))
+    alone = copy.deepcopy(modules[0])
+    copies = [copy.deepcopy(m) for m in modules]
+    one, many = _min_seconds(
+        [lambda s: train_steps(alone, data, genes[0], s, batch, 0, device),
+         lambda s: train_batched(copies, genes, data, s, batch, range(len(copies)), device)],
+        steps, device)
+    return len(modules) * one / max(many, 1e-9)
+
+
+def cost_class(genome: Genome, k: int, device: torch.device) -> tuple:
+    """Candidates whose batched speed-up behaves alike: same kind of layers, FLOPs per sample
+    within a factor of two, same group size, optimizer, batch size and device."""
+    kind = "conv" if genome.nodes_with_op("conv") else "dense"
+    flops = max(analyze(genome).flops, 1)
+    genes = genome.gene
+    return (kind, round(math.log2(flops)), k, genes.get("optimizer"), genes.get("batch_size"),
+            str(device))
+
+
+@dataclass
+class BatchRule:
+    """When to train a group batched: ``never``, ``always``, or ``auto`` — batched when the
+    measured speed-up (:func:`measure_speedup`) is at least ``threshold``. A measurement is
+    cached per :func:`cost_class`, so evolution, which keeps producing new architectures of
+    similar cost, pays for it once per class and process rather than once per group."""
+
+    mode: str = "auto"
+    threshold: float = 1.2
+    probe_steps: int = 5
+    cache: dict[tuple, float] = field(default_factory=dict)
+
+    def decide(self, modules: Sequence[nn.Module], genomes: Sequence[Genome], data: Splits,
+               device: torch.device) -> tuple[bool, float | None]:
+        """(batch them?, measured speed-up or None when not measured)."""
+        if self.mode != "auto":
+            return self.mode == "always", None
+        key = cost_class(genomes[0], len(modules), device)
+        if key not in self.cache:
+            self.cache[key] = measure_speedup(modules, genomes, data, device, self.probe_steps)
+        return self.cache[key] >= self.threshold, self.cache[key]

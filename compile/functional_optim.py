@@ -1,0 +1,153 @@
+"""Functional optimizers over *stacked* parameters: one update moves K candidates at once.
+
+A batched population (:mod:`evograph.compile.batched`) holds each parameter as one tensor of shape
+``(K, *shape)`` — row k belongs to candidate k — and each candidate has its own learning rate and
+weight decay (ALTER-LEARNING-RATE children differ only there). ``torch.optim`` takes one scalar
+learning rate per group, so the updates are re-implemented here as plain tensor code with the
+hyper-parameters as ``(K,)`` columns broadcast over each row.
+
+Each update mirrors the arithmetic (order of operations, defaults, bias corrections) of the
+single-tensor path of the matching ``torch.optim`` class that :data:`evograph.compile.train.
+OPTIMIZERS` builds, so a batched candidate follows the trajectory it would follow alone up to float
+rounding; ``tests/compile/test_batched.py`` checks every entry against ``torch.optim``.
+Sources: SGD with momentum (Polyak 1964; PyTorch's formulation), Adam and Adamax (Kingma & Ba
+2015), RMSprop (Tieleman & Hinton 2012), Adagrad (Duchi et al. 2011), Adadelta (Zeiler 2012),
+NAdam (Dozat 2016).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+State = dict[str, list[Tensor]]
+# update(params, grads, state, lr, wd, step): in place, under no_grad; lr/wd are (K,) float64
+Update = Callable[[list[Tensor], list[Tensor], State, Tensor, Tensor, int], None]
+
+FUNCTIONAL_OPTIMIZERS: dict[str, tuple[tuple[str, ...], Update]] = {}
+
+
+def register_update(name: str, state_names: tuple[str, ...] = ()):
+    """Register an update under the optimizer gene ``name``; ``state_names`` are the per-parameter
+    state tensors it keeps (created as zeros shaped like the stacked parameter)."""
+    def wrap(fn: Update) -> Update:
+        FUNCTIONAL_OPTIMIZERS[name] = (state_names, fn)
+        return fn
+    return wrap
+
+
+def init_state(name: str, params: list[Tensor]) -> State:
+    """Fresh optimizer state for stacked ``params`` (zeros, like torch's lazy init)."""
+    names, _ = FUNCTIONAL_OPTIMIZERS[name]
+    return {n: [torch.zeros_like(p) for p in params] for n in names}
+
+
+@torch.no_grad()
+def apply_update(name: str, params: list[Tensor], grads: list[Tensor], state: State,
+                 lr: Tensor, wd: Tensor, step: int) -> None:
+    """One optimizer step (``step`` counts from 1) on every stacked parameter, in place."""
+    FUNCTIONAL_OPTIMIZERS[name][1](params, grads, state, lr, wd, step)
+
+
+def col(values: Tensor, like: Tensor) -> Tensor:
+    """A ``(K,)`` vector as a column broadcastable over ``like`` of shape ``(K, ...)``."""
+    return values.to(device=like.device, dtype=like.dtype).view(-1, *[1] * (like.dim() - 1))
+
+
+def _decayed(grad: Tensor, param: Tensor, wd: Tensor) -> Tensor:
+    # torch: grad.add(param, alpha=weight_decay) (L2 penalty folded into the gradient)
+    if not bool(wd.any()):
+        return grad
+    return grad + col(wd, param) * param
+
+
+@register_update("sgd")
+def _sgd(params, grads, state, lr, wd, step):
+    for p, g in zip(params, grads):
+        p.sub_(col(lr, p) * _decayed(g, p, wd))
+
+
+@register_update("momentum", ("buf",))
+def _momentum(params, grads, state, lr, wd, step, momentum: float = 0.9):
+    for p, g, buf in zip(params, grads, state["buf"]):
+        g = _decayed(g, p, wd)
+        if step == 1:
+            buf.copy_(g)             # torch: the first buffer is a clone of the gradient
+        else:
+            buf.mul_(momentum).add_(g)
+        p.sub_(col(lr, p) * buf)
+
+
+@register_update("adam", ("exp_avg", "exp_avg_sq"))
+def _adam(params, grads, state, lr, wd, step, betas=(0.9, 0.999), eps: float = 1e-8):
+    b1, b2 = betas
+    step_size = lr / (1 - b1 ** step)
+    bc2_sqrt = (1 - b2 ** step) ** 0.5
+    for p, g, m, v in zip(params, grads, state["exp_avg"], state["exp_avg_sq"]):
+        g = _decayed(g, p, wd)
+        m.lerp_(g, 1 - b1)
+        v.mul_(b2).addcmul_(g, g, value=1 - b2)
+        denom = (v.sqrt() / bc2_sqrt).add_(eps)
+        p.sub_(col(step_size, p) * (m / denom))
+
+
+@register_update("adamax", ("exp_avg", "exp_inf"))
+def _adamax(params, grads, state, lr, wd, step, betas=(0.9, 0.999), eps: float = 1e-8):
+    b1, b2 = betas
+    clr = lr / (1 - b1 ** step)
+    for p, g, m, u in zip(params, grads, state["exp_avg"], state["exp_inf"]):
+        g = _decayed(g, p, wd)
+        m.lerp_(g, 1 - b1)
+        torch.maximum(u.mul_(b2), g.abs().add_(eps), out=u)
+        p.sub_(col(clr, p) * (m / u))
+
+
+@register_update("rmsprop", ("square_avg",))
+def _rmsprop(params, grads, state, lr, wd, step, alpha: float = 0.99, eps: float = 1e-8):
+    for p, g, sq in zip(params, grads, state["square_avg"]):
+        g = _decayed(g, p, wd)
+        sq.mul_(alpha).addcmul_(g, g, value=1 - alpha)
+        p.sub_(col(lr, p) * (g / sq.sqrt().add_(eps)))
+
+
+@register_update("adagrad", ("sum",))
+def _adagrad(params, grads, state, lr, wd, step, eps: float = 1e-10):
+    for p, g, total in zip(params, grads, state["sum"]):
+        g = _decayed(g, p, wd)
+        total.addcmul_(g, g, value=1)
+        p.sub_(col(lr, p) * (g / total.sqrt().add_(eps)))
+
+
+@register_update("adadelta", ("square_avg", "acc_delta"))
+def _adadelta(params, grads, state, lr, wd, step, rho: float = 0.9, eps: float = 1e-6):
+    for p, g, sq, acc in zip(params, grads, state["square_avg"], state["acc_delta"]):
+        g = _decayed(g, p, wd)
+        sq.mul_(rho).addcmul_(g, g, value=1 - rho)
+        std = sq.add(eps).sqrt_()
+        delta = acc.add(eps).sqrt_().div_(std).mul_(g)
+        acc.mul_(rho).addcmul_(delta, delta, value=1 - rho)
+        p.sub_(col(lr, p) * delta)
+
+
+@register_update("nadam", ("exp_avg", "exp_avg_sq"))
+def _nadam(params, grads, state, lr, wd, step, betas=(0.9, 0.999), eps: float = 1e-8,
+           momentum_decay: float = 4e-3):
+    b1, b2 = betas
+    mu = b1 * (1.0 - 0.5 * 0.96 ** (step * momentum_decay))
+    mu_next = b1 * (1.0 - 0.5 * 0.96 ** ((step + 1) * momentum_decay))
+    # torch keeps the running product of mu as a float32 scalar tensor; so do we
+    product = state.setdefault("mu_product", [torch.ones((), dtype=torch.float32)])
+    product[0] = product[0] * mu
+    mu_product = float(product[0])
+    grad_scale = -lr * (1.0 - mu) / (1.0 - mu_product)
+    avg_scale = (-lr * mu_next) / (1.0 - mu_product * mu_next)
+    bc2 = 1 - b2 ** step
+    for p, g, m, v in zip(params, grads, state["exp_avg"], state["exp_avg_sq"]):
+        g = _decayed(g, p, wd)
+        m.lerp_(g, 1 - b1)
+        v.mul_(b2).addcmul_(g, g, value=1 - b2)
+        denom = v.div(bc2).sqrt().add_(eps)
+        p.add_(col(grad_scale, p) * (g / denom))
+        p.add_(col(avg_scale, p) * (m / denom))

@@ -1,0 +1,92 @@
+"""Units of work: grouping same-architecture tasks, batched group evaluation, group failures."""
+
+import pytest
+
+from evograph.runs.batching import UnitQueue, group_key, plan_units
+from evograph.runs.executors import SerialExecutor
+from evograph.runs.worker import evaluate_group, evaluate_task
+from tests.runs.executor_tasks import mixed_tasks, sibling_tasks
+
+
+def ids(units):
+    return [[t["id"] for t in unit] for unit in units]
+
+
+def test_siblings_share_a_key_and_other_tasks_do_not():
+    a, b, c = sibling_tasks(3)
+    assert group_key(a) == group_key(b) == group_key(c) is not None
+    other = mixed_tasks(2)
+    assert group_key(other[0]) != group_key(other[1])
+    assert group_key({**a, "fitness": {"name": "maml", "params": {}}}) is None
+    assert group_key({**a, "genome": {"format": "nonsense"}}) is None
+
+
+def test_plan_units_modes():
+    tasks = sibling_tasks(5) + mixed_tasks(2, steps=12)
+    tasks[5]["id"], tasks[6]["id"] = 5, 6
+    assert ids(plan_units(tasks, "never", 2)) == [[i] for i in range(7)]
+    assert ids(plan_units(tasks, "always", 2)) == [[0, 1, 2, 3, 4], [5], [6]]
+    assert ids(plan_units(tasks, "always", 2, max_group=2)) == [[0, 1], [2, 3], [4], [5], [6]]
+    # auto: no grouping when every task has a slot of its own
+    assert ids(plan_units(tasks, "auto", 8)) == [[i] for i in range(7)]
+    # auto: groups are split until every slot has a unit
+    assert ids(plan_units(tasks, "auto", 4)) == [[0, 1, 2], [3, 4], [5], [6]]
+    assert ids(plan_units(tasks, "auto", 2)) == [[0, 1, 2, 3, 4], [5], [6]]
+    with pytest.raises(ValueError, match="executor.batched"):
+        plan_units(tasks, "sometimes")
+
+
+def test_a_failed_group_comes_back_as_single_tasks():
+    queue = UnitQueue([[{"id": 1}, {"id": 2}], [{"id": 3}]])
+    unit = queue.pop()
+    assert queue.fail(unit, "worker died") == []
+    assert ids(queue.units) == [[1], [2], [3]]
+    [result] = queue.fail(queue.pop(), "worker died (signal SIGKILL)", "w0")
+    assert result["id"] == 1 and result["status"] == "failed"
+    assert result["error"] == "worker died (signal SIGKILL)" and result["worker"] == "w0"
+    assert [r["id"] for r in queue.drain("gone")] == [2, 3] and not queue
+
+
+def close(a, b):
+    assert a["status"] == b["status"]
+    if a["status"] == "completed":
+        assert a["fitness"] == pytest.approx(b["fitness"], abs=0.02)
+        assert a["metrics"]["loss_curve"] == pytest.approx(b["metrics"]["loss_curve"], abs=1e-4)
+
+
+def test_group_trained_together_equals_one_by_one():
+    tasks = sibling_tasks(3)
+    together = evaluate_group(tasks, "always")
+    assert [r["id"] for r in together] == [0, 1, 2]
+    for result, task in zip(together, tasks):
+        assert result["metrics"]["batched"] == {"size": 3, "speedup": None}
+        close(result, evaluate_task(task))
+    never = evaluate_group(tasks, "never")
+    assert all("batched" not in r["metrics"] for r in never)
+
+
+def test_group_of_different_architectures_falls_back_to_one_by_one():
+    tasks = mixed_tasks(2)
+    results = evaluate_group(tasks, "always")
+    assert [r["status"] for r in results] == ["completed", "completed"]
+    assert all("batched" not in r["metrics"] for r in results)
+
+
+def test_a_faulty_member_costs_only_itself(monkeypatch):
+    monkeypatch.setenv("EVOGRAPH_FAULT_INJECTION", "1")
+    tasks = sibling_tasks(3)
+    tasks[1]["fault"], tasks[2]["fault"] = "oom", "nan"
+    results = evaluate_group(tasks, "always")
+    assert [r["status"] for r in results] == ["completed", "failed", "infeasible"]
+    assert results[1]["error"].startswith("out of memory")
+    assert results[2]["metrics"]["reason"] == "non-finite training loss"
+
+
+def test_serial_executor_batches_groups():
+    tasks = sibling_tasks(3) + mixed_tasks(1)
+    tasks[3]["id"] = 3
+    executor = SerialExecutor(batched="always")
+    results = sorted(executor.run(tasks, lambda: False), key=lambda r: r["id"])
+    assert [r["id"] for r in results] == [0, 1, 2, 3]
+    assert [("batched" in r["metrics"]) for r in results] == [True, True, True, False]
+    assert all(r["status"] == "completed" for r in results)

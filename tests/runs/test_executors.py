@@ -1,0 +1,237 @@
+"""Every executor behind one interface: equal results, fault isolation, no leaked processes.
+
+The fault tests use the test-only hook of :mod:`evograph.runs.faults` (EVOGRAPH_FAULT_INJECTION):
+evaluations SIGKILL themselves, segfault, allocate past their memory limit, hang past the timeout
+or diverge. The dask executor is tested on one LocalCluster per module (started on first use).
+"""
+
+import os
+import re
+
+import psutil
+import pytest
+
+from evograph.errors import ConfigError
+from evograph.runs import dask_executor
+from evograph.runs.config import load_config
+from evograph.runs.driver import create_run, run
+from evograph.runs.executors import EXECUTORS, make_executor, worker_devices
+from evograph.runs.store import RunStore
+from evograph.runs.worker import evaluate_task, resolve_device
+from tests.runs.executor_tasks import mixed_tasks, sibling_tasks
+from tests.runs.test_run import ROOT, TINY, final_state
+
+TIMEOUT_S = 10.0          # per evaluation; a normal one takes well under a second
+FAULTS = {  # kind -> (status, pattern of the error or reason)
+    "sigkill": ("failed", r"worker died"),
+    "segfault": ("failed", r"worker died"),
+    "oom": ("failed", r"^out of memory"),
+    "hang": ("failed", r"^timeout after"),
+    "nan": ("infeasible", r"non-finite training loss"),
+}
+IN_PROCESS = ("oom", "nan")   # the serial executor has no process to lose
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fault_injection():
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("EVOGRAPH_FAULT_INJECTION", "1")
+        yield
+
+
+@pytest.fixture(scope="module")
+def dask_cluster(fault_injection):
+    cluster = dask_executor._local_cluster(2)
+    yield cluster.scheduler_address
+    cluster.close()
+
+
+@pytest.fixture(params=sorted(EXECUTORS))
+def executor_name(request):
+    return request.param
+
+
+def open_executor(request, name, **options):
+    """An executor of every registered kind; dask uses the module's cluster."""
+    if name == "dask":
+        options["scheduler"] = request.getfixturevalue("dask_cluster")
+    return make_executor(name, workers=2, timeout_s=TIMEOUT_S, **options)
+
+
+def children() -> set[int]:
+    """Live child processes of this test process (multiprocessing's resource tracker aside)."""
+    out = set()
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE and \
+                    "resource_tracker" not in " ".join(child.cmdline()):
+                out.add(child.pid)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+def run_all(executor, tasks):
+    results = list(executor.run(tasks, lambda: False))
+    assert sorted(r["id"] for r in results) == sorted(t["id"] for t in tasks)  # once each
+    return {r["id"]: r for r in results}
+
+
+@pytest.fixture(scope="module")
+def reference():
+    """The tasks evaluated one by one in this process: what every executor must reproduce."""
+    tasks = mixed_tasks(4)
+    return tasks, {t["id"]: evaluate_task(t) for t in tasks}
+
+
+@pytest.mark.slow
+def test_results_equal_across_executors(request, executor_name, reference):
+    tasks, expected = reference
+    executor = open_executor(request, executor_name)
+    try:
+        got = run_all(executor, tasks)
+    finally:
+        executor.close()
+    for i, result in got.items():
+        assert result["status"] == expected[i]["status"] == "completed"
+        assert result["fitness"] == expected[i]["fitness"]
+        assert result["metrics"]["loss_curve"] == expected[i]["metrics"]["loss_curve"]
+
+
+def fault_tasks(kinds):
+    """One task per fault kind, a sibling group whose middle member crashes, and a clean one."""
+    tasks = mixed_tasks(len(kinds) + 1)
+    for task, kind in zip(tasks, kinds):
+        task["fault"] = kind
+    group = sibling_tasks(3, start=len(tasks))
+    group[1]["fault"] = "sigkill" if "sigkill" in kinds else "oom"
+    return tasks + group
+
+
+@pytest.mark.slow
+def test_fault_isolation(request, executor_name):
+    kinds = list(IN_PROCESS if executor_name == "serial" else FAULTS)
+    tasks = fault_tasks(kinds)
+    if executor_name == "dask":
+        request.getfixturevalue("dask_cluster")   # its processes are there before and after
+    before = children()
+    executor = open_executor(request, executor_name, memory_limit_mb=1500, batched="always")
+    try:
+        got = run_all(executor, tasks)
+    finally:
+        executor.close()
+    for task in tasks:
+        result, kind = got[task["id"]], task.get("fault")
+        if kind is None:
+            assert result["status"] == "completed", result["error"]
+            continue
+        status, pattern = FAULTS[kind]
+        assert result["status"] == status
+        assert re.search(pattern, result["error"] or result["metrics"].get("reason", "")), result
+    if executor_name == "dask":   # the module's cluster stays up, its dead workers replaced
+        assert len(children()) <= len(before)
+    else:
+        assert children() <= before, "leaked worker processes"
+
+
+@pytest.mark.slow
+def test_local_executor_reports_a_hang_and_replaces_the_worker():
+    [task] = mixed_tasks(1)
+    executor = make_executor("local", workers=1, timeout_s=1.0)
+    try:
+        [result] = run_all(executor, [{**task, "fault": "hang"}]).values()
+        assert result["status"] == "failed" and result["error"] == "timeout after 1 s"
+        assert executor.slots == 1 and executor.pool[0].process.is_alive()
+    finally:
+        executor.close()
+    assert not any(w.process.is_alive() for w in executor.pool)
+
+
+def test_unknown_executor_is_one_clear_error():
+    with pytest.raises(ConfigError, match="executor.name: unknown executor 'ray'"):
+        make_executor("ray")
+
+
+def test_dask_scheduler_that_cannot_be_reached_is_one_clear_error():
+    with pytest.raises(ConfigError, match="executor.scheduler: cannot use dask scheduler"):
+        dask_executor._connect("tcp://127.0.0.1:1", timeout_s=1.0)
+
+
+def test_worker_devices_cpu_and_gpu_slots():
+    assert worker_devices(3, "cpu", 1) == ["cpu"] * 3
+    assert len(worker_devices(0, "cpu", 1)) == len(os.sched_getaffinity(0))
+    assert resolve_device("", "cuda:1") == "cuda:1"
+    assert resolve_device("cuda", "cuda:1") == "cuda:1"
+    assert resolve_device("cpu", "cuda:1") == "cpu"
+    assert resolve_device("auto", "cpu") == "cpu"
+    import torch
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if not gpus:
+        assert worker_devices(2, "auto", 4) == ["cpu", "cpu"]
+        with pytest.raises(ConfigError, match="no CUDA device"):
+            worker_devices(0, "cuda", 1)
+    else:
+        slots = worker_devices(0, "cuda", 2)
+        assert slots == [f"cuda:{g}" for g in range(gpus) for _ in range(2)]
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs CUDA")
+def test_local_executor_on_gpu_slots_matches_cpu_status(reference):
+    tasks, expected = reference
+    executor = make_executor("local", workers=0, device="cuda", per_gpu=2, timeout_s=120)
+    try:
+        assert all(w.device.startswith("cuda:") for w in executor.pool)
+        got = run_all(executor, tasks)
+    finally:
+        executor.close()
+    for i, result in got.items():
+        assert result["status"] == expected[i]["status"] == "completed"
+        assert result["fitness"] == pytest.approx(expected[i]["fitness"], abs=0.05)
+
+
+# -- whole runs ------------------------------------------------------------------------------------
+
+def tiny(executor, extra=()):
+    return load_config(ROOT / "runs/configs/digits.toml",
+                       TINY + [f"executor.name={executor}", "executor.batch=2"] + list(extra))
+
+
+@pytest.mark.slow
+def test_same_final_state_on_one_two_workers_and_dask(tmp_path):
+    """A small evolution on a dask LocalCluster of its own reaches the state of the serial and
+    the 2-worker local runs."""
+    before, runs = children(), {}
+    for name, extra in (("serial", []), ("local", ["executor.workers=2"]),
+                        ("dask", ["executor.workers=2"])):
+        runs[name] = create_run(tiny(name, extra), tmp_path / name)
+        assert run(runs[name], live=False).finished
+    assert final_state(runs["serial"])[:2] == final_state(runs["local"])[:2]
+    assert final_state(runs["serial"])[:2] == final_state(runs["dask"])[:2]
+    assert children() <= before
+
+
+@pytest.mark.slow
+def test_run_survives_faults_and_retries_only_transient_ones(tmp_path, monkeypatch):
+    monkeypatch.setenv("EVOGRAPH_FAULTS", "2=sigkill*1,4=segfault,6=nan,7=hang*1")
+    monkeypatch.setenv("EVOGRAPH_FAULT_STATE", str(tmp_path / "faults"))
+    config = tiny("local", ["executor.workers=2", "executor.retries=1", "executor.timeout_s=15"])
+    before = children()
+    run_dir = create_run(config, tmp_path / "run")
+    assert run(run_dir, live=False).finished
+    with RunStore.open(run_dir, readonly=True) as store:
+        rows = {e.id: e for e in store.evaluations()}
+    assert (rows[2].status, rows[2].attempt) == ("completed", 2)   # transient: retried once
+    assert (rows[4].status, rows[4].attempt) == ("failed", 2)      # retries are bounded
+    assert "SIGSEGV" in rows[4].error
+    assert (rows[6].status, rows[6].attempt) == ("infeasible", 1)  # NaN is never retried
+    assert (rows[7].status, rows[7].attempt) == ("completed", 2)
+    assert all(e.status in ("completed", "infeasible", "failed") for e in rows.values())
+    assert children() <= before
+
+
+def test_run_whose_evaluations_mostly_fail_stops_with_a_message(tmp_path, monkeypatch):
+    monkeypatch.setenv("EVOGRAPH_FAULTS", "*=oom")
+    config = tiny("serial", ["budget.evaluations=30", "executor.retries=0"])
+    outcome = run(create_run(config, tmp_path / "run"), live=False)
+    assert not outcome.finished
+    assert re.search(r"stopped: \d+ of the last \d+ evaluations failed", outcome.reason)
