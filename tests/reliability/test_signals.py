@@ -4,6 +4,7 @@ refused within 1 s and can take over at once after the first is killed; readers 
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -52,6 +53,11 @@ def test_signals_at_random_points_exit_cleanly_and_resume(tmp_path):
     check_recovered(victim, expected)
 
 
+OVERLOADED = pytest.mark.skipif(os.getloadavg()[0] > 3 * (os.cpu_count() or 1),
+                                reason="machine overloaded: timing assertions meaningless")
+
+
+@OVERLOADED
 @pytest.mark.slow
 def test_second_signal_exits_within_two_seconds(tmp_path):
     victim = make_run(tmp_path / "victim", evaluations=40, extra=("fitness.epochs=3",))
@@ -68,6 +74,7 @@ def test_second_signal_exits_within_two_seconds(tmp_path):
     assert run(victim, live=False).finished
 
 
+@OVERLOADED
 @pytest.mark.slow
 def test_second_driver_refused_fast_and_takes_over_after_kill(tmp_path):
     victim = make_run(tmp_path / "victim", evaluations=500, extra=("fitness.epochs=2",))
