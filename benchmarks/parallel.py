@@ -34,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from evograph.compile.batched import BatchRule, train_batched
+from evograph.compile.batch_rule import BatchRule
+from evograph.compile.batched import train_batched
 from evograph.compile.builder import build
 from evograph.compile.train import train_steps
 from evograph.genome.io import to_dict
@@ -122,10 +122,11 @@ def sibling_sets(quick: bool) -> list[tuple[str, object]]:
     rng = np.random.default_rng(SEED)
     mlp, conv = get_space("mlp"), get_space("lse-conv", channels=(4, 32))
     sets = [("lse-conv trivial", conv.initial_genome(rng, (1, 8, 8), 10))]
-    sets += [("lse-conv sampled", conv.sample(rng, (1, 8, 8), 10)) for _ in range(1 if quick else 2)]
+    more = 1 if quick else 2
+    sets += [("lse-conv sampled", conv.sample(rng, (1, 8, 8), 10)) for _ in range(more)]
     small = get_space("mlp", unit_choices=(64, 128))
     sets += [("mlp small", small.sample(rng, (1, 8, 8), 10))]
-    sets += [("mlp sampled", mlp.sample(rng, (1, 8, 8), 10)) for _ in range(1 if quick else 2)]
+    sets += [("mlp sampled", mlp.sample(rng, (1, 8, 8), 10)) for _ in range(more)]
     return sets
 
 
@@ -149,7 +150,7 @@ def time_batched(label: str, genome, k: int, data, steps: int, repeats: int) -> 
         many_s.append(time.perf_counter() - t)
         diff = max(diff, max(abs(a - b) for c1, c2 in zip(curves_one, curves)
                              for a, b in zip(c1, c2)))
-    decision, measured = BatchRule("auto").decide(modules, genomes, data, cpu)
+    decision, measured = BatchRule("auto").decide(modules, genomes, data, cpu, steps)
     one, many = statistics.median(one_s), statistics.median(many_s)
     chaos = perturbed_difference(modules, genomes, data, steps, curves_one)
     return {"genome": label, "arch_hash": genome.arch_hash, "params": sum(

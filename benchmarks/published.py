@@ -6,10 +6,12 @@ this one run.
   GRU 91%, human 96%. Here ``runs/configs/mnist1d.toml`` evolves CNNs for ``--minutes`` on 2
   workers. The run sees only MNIST-1D samples generated with its own seed (0), never the
   standard set (seed 42), so nothing of the standard test split leaks into the search. The best
-  genome (by validation accuracy) is then retrained from scratch on the standard 4000 training
-  samples and tested on the standard 1000 (``--seeds`` seeds). Logistic regression and the
-  paper's CNN (three stride-2 convolutions of 25 channels, Adam 1e-2, batch 100, 6000 steps) are
-  trained here on the same split, as checks of the split and the recipe.
+  individual (by validation accuracy) is tested on the standard 1000 three ways: as evolved (the
+  weights the run trained), fine-tuned on the standard 4000 training samples (its weights train
+  on, as a child's would) and retrained from scratch on them with its genes (``--seeds`` seeds
+  each). Logistic regression and the paper's CNN (three stride-2 convolutions of 25 channels,
+  Adam 1e-2, batch 100, 6000 steps) are trained here on the same split, as checks of the split
+  and the recipe. ``--mnist1d-run DIR`` (and ``--digits-run DIR``) score an existing run instead.
 * **digits** (scikit-learn's 8x8 digits, the splits of run seed 0): logistic regression, an RBF
   SVM and a hand-built CNN against evograph's best MLP of the tabular benchmark and a CNN evolved
   by ``runs/configs/digits.toml`` for ``--digits-minutes``.

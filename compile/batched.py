@@ -20,8 +20,7 @@ its own genes; the group must share architecture, optimizer type and batch size
 (:func:`batch_problem`). A candidate whose loss turns non-finite stops there, as it would alone;
 the others go on. Training K candidates batched equals training each alone up to float rounding.
 
-Whether batching pays is measured, not assumed: :class:`BatchRule` times a few steps of one
-candidate alone and of the K batched, on copies, and caches the verdict per architecture.
+Whether batching pays is measured, not assumed: see :mod:`evograph.compile.batch_rule`.
 """
 
 from __future__ import annotations
@@ -29,8 +28,8 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -41,7 +40,7 @@ from ..genome.core import Genome
 from ..genome.validate import analyze
 from .fitness import Score, Splits
 from .functional_optim import FUNCTIONAL_OPTIMIZERS, apply_update, col, init_state
-from .train import SGDTraining, evaluate, train_steps
+from .train import SGDTraining, evaluate
 
 
 def batch_problem(genomes: Sequence[Genome]) -> str | None:
@@ -189,7 +188,8 @@ def train_batched(modules: Sequence[nn.Module], genes: Sequence[dict[str, Any]],
                   label_smoothing: float = 0.0, grad_clip: float = 0.0,
                   points: int = 20) -> list[list[float]]:
     """``train_steps`` for K modules of one architecture at once; the trained weights are written
-    back into ``modules``. Returns each candidate's loss curve (ending non-finite if it diverged)."""
+    back into ``modules``. Returns each candidate's loss curve (ending non-finite if it
+    diverged)."""
     population = _Population(modules, genes, device, label_smoothing)
     orders = _Orders(len(data.x_train), batch, seeds)
     x_all, y_all = data.x_train.to(device), data.y_train.to(device)
@@ -249,68 +249,3 @@ def _finish(fitness: SGDTraining, module: nn.Module, genome: Genome, data: Split
     if not math.isfinite(val_loss):
         return Score.infeasible("non-finite validation loss", **metrics)
     return Score("completed", val_acc, metrics).checked()
-
-
-def _min_seconds(runs: Sequence[Callable[[int], Any]], steps: int, device: torch.device,
-                 repeats: int = 3) -> list[float]:
-    """The fastest of ``repeats`` timed calls of each run (``steps`` steps each), interleaved so
-    that load from other processes hits both alike; a 2-step warm-up call first."""
-    best = [math.inf] * len(runs)
-    for run in runs:
-        run(2)
-    for _ in range(repeats):
-        for i, run in enumerate(runs):
-            start = time.perf_counter()
-            run(steps)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            best[i] = min(best[i], time.perf_counter() - start)
-    return best
-
-
-def measure_speedup(modules: Sequence[nn.Module], genomes: Sequence[Genome], data: Splits,
-                    device: torch.device, steps: int = 5) -> float:
-    """(K x one candidate's time alone) / (the K batched), for ``steps`` training steps on
-    copies of ``modules`` (the candidates themselves are not touched)."""
-    genes = [g.gene for g in genomes]
-    batch = int(genes[0].get("batch_size", 64))
-    alone = copy.deepcopy(modules[0])
-    copies = [copy.deepcopy(m) for m in modules]
-    one, many = _min_seconds(
-        [lambda s: train_steps(alone, data, genes[0], s, batch, 0, device),
-         lambda s: train_batched(copies, genes, data, s, batch, range(len(copies)), device)],
-        steps, device)
-    return len(modules) * one / max(many, 1e-9)
-
-
-def cost_class(genome: Genome, k: int, device: torch.device) -> tuple:
-    """Candidates whose batched speed-up behaves alike: same kind of layers, FLOPs per sample
-    within a factor of two, same group size, optimizer, batch size and device."""
-    kind = "conv" if genome.nodes_with_op("conv") else "dense"
-    flops = max(analyze(genome).flops, 1)
-    genes = genome.gene
-    return (kind, round(math.log2(flops)), k, genes.get("optimizer"), genes.get("batch_size"),
-            str(device))
-
-
-@dataclass
-class BatchRule:
-    """When to train a group batched: ``never``, ``always``, or ``auto`` — batched when the
-    measured speed-up (:func:`measure_speedup`) is at least ``threshold``. A measurement is
-    cached per :func:`cost_class`, so evolution, which keeps producing new architectures of
-    similar cost, pays for it once per class and process rather than once per group."""
-
-    mode: str = "auto"
-    threshold: float = 1.2
-    probe_steps: int = 5
-    cache: dict[tuple, float] = field(default_factory=dict)
-
-    def decide(self, modules: Sequence[nn.Module], genomes: Sequence[Genome], data: Splits,
-               device: torch.device) -> tuple[bool, float | None]:
-        """(batch them?, measured speed-up or None when not measured)."""
-        if self.mode != "auto":
-            return self.mode == "always", None
-        key = cost_class(genomes[0], len(modules), device)
-        if key not in self.cache:
-            self.cache[key] = measure_speedup(modules, genomes, data, device, self.probe_steps)
-        return self.cache[key] >= self.threshold, self.cache[key]

@@ -1,8 +1,8 @@
 """Functional optimizers over *stacked* parameters: one update moves K candidates at once.
 
 A batched population (:mod:`evograph.compile.batched`) holds each parameter as one tensor of shape
-``(K, *shape)`` — row k belongs to candidate k — and each candidate has its own learning rate and
-weight decay (ALTER-LEARNING-RATE children differ only there). ``torch.optim`` takes one scalar
+``(K, *shape)`` — row k belongs to candidate k — and each candidate has its own learning rate
+and weight decay (ALTER-LEARNING-RATE children differ only there). ``torch.optim`` takes one scalar
 learning rate per group, so the updates are re-implemented here as plain tensor code with the
 hyper-parameters as ``(K,)`` columns broadcast over each row.
 
@@ -17,7 +17,7 @@ NAdam (Dozat 2016).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor

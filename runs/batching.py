@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from ..errors import EvographError
 from ..genome.io import from_dict

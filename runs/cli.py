@@ -4,6 +4,9 @@ subcommands here; a user mistake (any :class:`EvographError`) prints one line an
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
+import os
 import signal
 import sys
 from importlib import import_module
@@ -47,5 +50,28 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def _exit_now(signum: int, frame: object) -> None:
+    os._exit(128 + signum)
+
+
+def console_main() -> None:
+    """The ``evograph`` command: :func:`main`, then a quick exit.
+
+    Once ``main`` has returned, the run is closed and everything is committed; what is left is
+    the interpreter's teardown of torch and friends (about a second), during which Python puts
+    the default signal actions back, so a late Ctrl-C would kill the process by the signal.
+    Instead: run the exit hooks (log flushing, process-pool cleanup) with a late signal meaning
+    "exit now with 128 + signal number", then leave without the module teardown.
+    """
+    status = main()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _exit_now)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe loses nothing of ours
+            stream.flush()
+    os._exit(status)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    console_main()

@@ -182,6 +182,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set training.meta_iterations=50")
     p.add_argument("--no-live", action="store_true", help="log lines instead of a progress bar")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: the "
+                   "LSTM's small kernels run fastest on one)")
     p.set_defaults(handler=cmd_train_optimizer)
 
 
@@ -258,6 +260,9 @@ class _Session:
 
 def cmd_train_optimizer(args: argparse.Namespace) -> int:
     config = load_train_config(args.config, args.overrides)
+    if args.threads < 1:
+        raise ConfigError(f"--threads: must be positive (got {args.threads})")
+    torch.set_num_threads(args.threads)
     out, device = Path(args.out), pick_device(config.device)
     ckpt, meta_config = checkpoint_path(out), config.meta_config()
     net, meta_opt, start, history = _start(config, ckpt, args.resume, device)

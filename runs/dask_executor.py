@@ -23,8 +23,9 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
@@ -156,19 +157,21 @@ class DaskExecutor:
         return now - self._no_workers_since > patience_s
 
     def _stop(self, flight: _Flight) -> None:
-        """Dask cannot interrupt a running task: drop it and restart its worker."""
-        self.client.cancel(flight.future)
+        """Dask cannot interrupt a running task: restart its worker, then drop the task. (In this
+        order: a cancelled task frees its worker in the scheduler's eyes, and a task sent there
+        before the restart would die with the hung one.)"""
         if flight.worker:
             self.client.restart_workers([flight.worker], timeout=120, raise_for_error=False)
+        self.client.cancel(flight.future)
 
     def abandon(self) -> list[int]:
         """Cancel in-flight units (their tasks stay pending for a resume); returns task ids.
         On an external cluster, workers running them are restarted to stop the work."""
         ids = [task["id"] for flight in self.flight.values() for task in flight.unit]
         for flight in self.flight.values():
-            self.client.cancel(flight.future)
             if self.cluster is None and flight.worker:
                 self.client.restart_workers([flight.worker], timeout=120, raise_for_error=False)
+            self.client.cancel(flight.future)
         self.flight = {}
         return ids
 

@@ -25,9 +25,10 @@ import multiprocessing as mp
 import os
 import signal
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from ..errors import ConfigError
 from .batching import UnitQueue, plan_units

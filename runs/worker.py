@@ -27,7 +27,8 @@ import torch
 from safetensors.torch import load_file
 
 from .. import meta as _meta  # noqa: F401  (registers the meta-learners' fitness generators)
-from ..compile.batched import BatchRule, batch_problem, score_batched
+from ..compile.batch_rule import BatchRule
+from ..compile.batched import batch_problem, score_batched
 from ..compile.builder import build
 from ..compile.fitness import Score, make_fitness
 from ..compile.inherit import inherit_weights
@@ -42,7 +43,7 @@ Task = dict[str, Any]
 Result = dict[str, Any]
 
 _WORKER = {"device": "auto"}        # this process's device, set by init_worker
-_BATCH_CACHE: dict[tuple, float] = {}  # measured speed-ups, per cost class (compile.batched)
+_BATCH_CACHE: dict = {}  # measured batching timings, per cost class (compile.batched)
 
 
 def init_worker(threads: int = 1, device: str = "auto", memory_limit_mb: int = 0) -> None:
@@ -217,10 +218,12 @@ def _train_together(tasks: list[Task], mode: str) -> list[Result] | None:
         return None
     data = dataset_for(tasks[0], device)
     modules = [p[1] for p in prepared]
-    batched, speedup = BatchRule(mode, cache=_BATCH_CACHE).decide(modules, genomes, data, device)
+    fitness = make_fitness("sgd", tasks[0]["fitness"]["params"])
+    steps = fitness.total_steps(len(data.x_train), int(genomes[0].gene.get("batch_size", 64)))
+    batched, speedup = BatchRule(mode, cache=_BATCH_CACHE).decide(modules, genomes, data, device,
+                                                                   steps)
     if not batched:
         return None
-    fitness = make_fitness("sgd", tasks[0]["fitness"]["params"])
     scores = score_batched(fitness, modules, genomes, data, [int(t["seed"]) for t in tasks],
                            device)
     results = []

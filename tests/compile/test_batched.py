@@ -5,9 +5,8 @@ import copy
 import numpy as np
 import pytest
 import torch
-
-from evograph.compile.batched import (BatchRule, batch_problem, cost_class, score_batched,
-                                      train_batched)
+from evograph.compile.batch_rule import BatchRule, cost_class
+from evograph.compile.batched import batch_problem, score_batched, train_batched
 from evograph.compile.builder import build
 from evograph.compile.functional_optim import FUNCTIONAL_OPTIMIZERS, apply_update, init_state
 from evograph.compile.inherit import inherit_weights
@@ -17,7 +16,7 @@ from evograph.genome.space import get_space
 from evograph.runs.datasets import load_dataset
 
 CPU = torch.device("cpu")
-TOL = dict(rtol=1e-4, atol=1e-4)
+TOL = {"rtol": 1e-4, "atol": 1e-4}
 
 
 @pytest.fixture(scope="module")
@@ -174,9 +173,11 @@ def test_batch_rule_modes_and_cache(data):
     assert BatchRule("never").decide(modules, genomes, data, CPU) == (False, None)
     assert BatchRule("always").decide(modules, genomes, data, CPU) == (True, None)
     rule = BatchRule("auto", probe_steps=2)
-    batched, speedup = rule.decide(modules, genomes, data, CPU)
+    batched, speedup = rule.decide(modules, genomes, data, CPU, steps=50)
     assert speedup > 0 and batched == (speedup >= rule.threshold)
-    rule.decide(modules, genomes, data, CPU)        # cached: one class, one measurement
+    timing = rule.cache[cost_class(genomes[0], 2, CPU)]
+    assert speedup == timing.speedup(50) and timing.one_step > 0 and timing.many_step > 0
+    rule.decide(modules, genomes, data, CPU, steps=50)   # cached: one class, one measurement
     assert list(rule.cache) == [cost_class(genomes[0], 2, CPU)]
     for module, state in zip(modules, before):      # measuring never trains the candidates
         for name, tensor in module.state_dict().items():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-
 from evograph.genome.io import to_dict
 from evograph.genome.space import get_space
 

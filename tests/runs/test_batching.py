@@ -1,10 +1,10 @@
 """Units of work: grouping same-architecture tasks, batched group evaluation, group failures."""
 
 import pytest
-
 from evograph.runs.batching import UnitQueue, group_key, plan_units
 from evograph.runs.executors import SerialExecutor
 from evograph.runs.worker import evaluate_group, evaluate_task
+
 from tests.runs.executor_tasks import mixed_tasks, sibling_tasks
 
 

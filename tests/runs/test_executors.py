@@ -10,7 +10,6 @@ import re
 
 import psutil
 import pytest
-
 from evograph.errors import ConfigError
 from evograph.runs import dask_executor
 from evograph.runs.config import load_config
@@ -18,6 +17,7 @@ from evograph.runs.driver import create_run, run
 from evograph.runs.executors import EXECUTORS, make_executor, worker_devices
 from evograph.runs.store import RunStore
 from evograph.runs.worker import evaluate_task, resolve_device
+
 from tests.runs.executor_tasks import mixed_tasks, sibling_tasks
 from tests.runs.test_run import ROOT, TINY, final_state
 
@@ -123,10 +123,10 @@ def test_fault_isolation(request, executor_name):
     for task in tasks:
         result, kind = got[task["id"]], task.get("fault")
         if kind is None:
-            assert result["status"] == "completed", result["error"]
+            assert result["status"] == "completed", (task["id"], result["error"])
             continue
         status, pattern = FAULTS[kind]
-        assert result["status"] == status
+        assert result["status"] == status, result
         assert re.search(pattern, result["error"] or result["metrics"].get("reason", "")), result
     if executor_name == "dask":   # the module's cluster stays up, its dead workers replaced
         assert len(children()) <= len(before)
