@@ -161,7 +161,8 @@ class Driver:
         ex = self.config.executor
         executor = make_executor(ex.name, workers=ex.workers, device=ex.device,
                                  per_gpu=ex.per_gpu, timeout_s=ex.timeout_s,
-                                 memory_limit_mb=ex.memory_limit_mb, scheduler=ex.scheduler)
+                                 memory_limit_mb=ex.memory_limit_mb, scheduler=ex.scheduler,
+                                 batched=ex.batched)
         self.store.log_event("started", f"driver started with {executor.slots} slot(s)",
                              {"pid": os.getpid()})
         log.info("driver started (%s executor, %d slots)", ex.name, executor.slots)
@@ -194,16 +195,15 @@ class Driver:
         budget = self.config.budget
         if self.stop():
             return self.stop.reason
-        if len(self.store.individuals()) >= budget.evaluations:
+        if self.store.count_individuals() >= budget.evaluations:
             return "budget reached"
         if budget.minutes and time.monotonic() - self.started > budget.minutes * 60:
             return f"time budget of {budget.minutes} min reached"
         return self._failure_stop(budget.max_failure_fraction)
 
     def _failure_stop(self, fraction: float) -> str | None:
-        recent = [e for e in self.store.evaluations()
-                  if e.status in ("completed", "infeasible", "failed")][-20:]
-        bad = sum(e.status != "completed" for e in recent)
+        recent = self.store.recent_statuses(20)
+        bad = sum(status != "completed" for status in recent)
         if len(recent) >= 10 and bad / len(recent) > fraction:
             return (f"stopped: {bad} of the last {len(recent)} evaluations failed; "
                     f"see {self.store.run_dir / 'run.log'} and `evograph status`")
@@ -211,7 +211,7 @@ class Driver:
 
     # -- ask / evaluate / tell ---------------------------------------------------------------------
     def _ask(self, slots: int) -> None:
-        remaining = self.config.budget.evaluations - len(self.store.individuals())
+        remaining = self.config.budget.evaluations - self.store.count_individuals()
         proposals = self.parts.proposer.ask(max(1, min(slots, remaining)))
         self.batch += 1
         rows = [{"id": p.id, "genome": to_dict(p.genome), "genome_hash": p.genome.hash,

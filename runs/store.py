@@ -438,6 +438,15 @@ class RunStore:
     def individuals(self) -> list[IndividualRow]:
         return [_individual(r) for r in self._query(_IND_SQL + " ORDER BY i.id")]
 
+    def count_individuals(self) -> int:
+        return self._query("SELECT count(*) FROM individuals")[0][0]
+
+    def recent_statuses(self, n: int) -> list[str]:
+        """Statuses of the last ``n`` finished evaluations (by id), oldest first."""
+        rows = self._query("SELECT status FROM evaluations WHERE status IN "
+                           f"{tuple(FINISHED)!r} ORDER BY id DESC LIMIT ?", (n,))
+        return [r[0] for r in reversed(rows)]
+
     def evaluation(self, id: int) -> EvaluationRow:
         rows = self._query(_EVAL_SQL + " WHERE id = ?", (id,))
         if not rows:

@@ -25,7 +25,8 @@ FIGURES: Counter = Counter()   # printed by conftest at the end of the session
 
 TINY = ["dataset.limit=240", "fitness.epochs=0.5", "strategy.population_size=4",
         "strategy.sample_size=2", "budget.minutes=0", "space.channels=[4,12]",
-        "executor.retries=1"]
+        "executor.retries=1",
+        "executor.batched=never"]  # exact replay (see the README: batched populations)
 
 
 def make_run(path: Path, evaluations: int = 12, executor: str = "serial",

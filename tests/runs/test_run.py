@@ -19,7 +19,8 @@ from evograph.runs.store import RunStore
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["budget.evaluations=10", "dataset.limit=300", "fitness.epochs=1",
         "strategy.population_size=4", "strategy.sample_size=2", "budget.minutes=0",
-        "space.channels=[4,16]"]
+        "space.channels=[4,16]",
+        "executor.batched=never"]  # exact replay (see the README: batched populations)
 
 
 def tiny_config(executor="serial", extra=()):
@@ -68,6 +69,17 @@ def test_worker_count_does_not_change_the_result(tmp_path):
     run(a, live=False)
     run(b, live=False)
     assert final_state(a)[:2] == final_state(b)[:2]
+
+
+def test_run_trains_same_architecture_siblings_batched_when_configured(tmp_path):
+    """executor.batched reaches the executor: the first batch (trivial networks, one
+    architecture) is trained as one group, and the run records it."""
+    run_dir = create_run(tiny_config("serial", ["executor.batch=4", "executor.batched=always",
+                                                "budget.evaluations=4"]), tmp_path / "run")
+    assert run(run_dir, live=False).finished
+    with RunStore.open(run_dir, readonly=True) as store:
+        groups = [e.metrics.get("batched") for e in store.evaluations()]
+    assert groups == [{"size": 4, "speedup": None}] * 4
 
 
 def _start_driver(run_dir):

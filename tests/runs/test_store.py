@@ -158,6 +158,9 @@ def test_statuses_attempts_and_counts(store):
     assert store.counts_by_status() == {"pending": 3, "running": 0, "completed": 1,
                                         "infeasible": 1, "failed": 0}
     assert [e.id for e in store.evaluations()] == [0, 1, 2, 3, 4]
+    assert store.count_individuals() == 5
+    assert store.recent_statuses(20) == ["completed", "infeasible"]  # finished ones, by id
+    assert store.recent_statuses(1) == ["infeasible"]
     summary = store.summary()
     assert (summary["run_id"], summary["best_id"], summary["best_fitness"]) == ("test-run", 0,
                                                                                 0.75)
