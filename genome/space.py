@@ -118,10 +118,18 @@ class SearchSpace:
 
     # -- genomes -------------------------------------------------------------------------------
     def initial_genome(self, rng: np.random.Generator, input_shape: Shape,
-                       num_classes: int) -> Genome:
-        """A starting genome (validated against this space)."""
+                       num_classes: int, attempts: int = 50) -> Genome:
+        """A starting genome, validated against this space; a random starting network (the
+        ``mlp`` family's) is drawn again until it fits the budgets."""
         factory = self.initial or _FAMILY_INITIAL[self.family]
-        return self._validated(factory(self, rng, tuple(input_shape), num_classes))
+        for _ in range(attempts):
+            genome = factory(self, rng, tuple(input_shape), num_classes)
+            try:
+                return self._validated(genome)
+            except InvalidGenome as exc:
+                last = exc
+        raise InvalidGenome(f"space {self.name}: no valid starting genome in {attempts} draws "
+                            f"(last: {last})")
 
     def sample(self, rng: np.random.Generator, input_shape: Shape, num_classes: int,
                attempts: int = 50) -> Genome:

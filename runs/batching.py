@@ -26,6 +26,7 @@ from typing import Any
 
 from ..errors import EvographError
 from ..genome.io import from_dict
+from ..genome.validate import analyze
 from .worker import failed_result
 
 Task = dict[str, Any]
@@ -67,7 +68,7 @@ def plan_units(tasks: list[Task], mode: str = "never", slots: int = 1,
     if mode not in MODES:
         raise ValueError(f"executor.batched: must be one of {', '.join(MODES)} (got {mode!r})")
     if mode == "never" or max_group < 2 or (mode == "auto" and len(tasks) <= slots):
-        return [[task] for task in tasks]
+        return longest_first([[task] for task in tasks], slots)
     units = _groups(tasks, max_group)
     while mode == "auto" and len(units) < slots:
         largest = max(range(len(units)), key=lambda i: len(units[i]))
@@ -76,7 +77,31 @@ def plan_units(tasks: list[Task], mode: str = "never", slots: int = 1,
             break
         half = (len(unit) + 1) // 2
         units[largest:largest + 1] = [unit[:half], unit[half:]]
-    return units
+    return longest_first(units, slots)
+
+
+def estimated_cost(unit: list[Task]) -> int:
+    """Training work of a unit, up to a common factor: forward FLOPs per sample of each member
+    (the samples seen and the epochs are the run's, the same for every task)."""
+    total = 0
+    for task in unit:
+        try:
+            total += analyze(from_dict(task["genome"])).flops
+        except (EvographError, KeyError, TypeError, ValueError):
+            pass  # an invalid genome fails at once
+    return total
+
+
+def longest_first(units: list[list[Task]], slots: int) -> list[list[Task]]:
+    """With several slots, hand out the costliest units first (Graham's LPT rule, 1969): a
+    synchronous batch ends when its last evaluation does, and a big network started last
+    would keep the batch waiting while the other workers idle. Results are committed by id,
+    so the order changes timing only, never the run's outcome."""
+    if slots < 2 or len(units) <= slots:
+        return units
+    costs = [estimated_cost(unit) for unit in units]
+    order = sorted(range(len(units)), key=lambda i: -costs[i])  # stable among equals
+    return [units[i] for i in order]
 
 
 class UnitQueue:

@@ -36,6 +36,16 @@ def test_initial_genomes_are_valid(space):
         assert count_parameters(_forward_backward(genome, shape)) == analyze(genome, space).params
 
 
+def test_random_starting_networks_are_drawn_within_the_budget():
+    space = get_space("mlp", unit_choices=(32, 512), max_params=20_000)
+    rng = np.random.default_rng(0)
+    genomes = [space.initial_genome(rng, (1, 8, 8), 10) for _ in range(30)]
+    assert all(analyze(g, space).params <= 20_000 for g in genomes)
+    with pytest.raises(InvalidGenome, match="no valid starting genome in 5 draws"):
+        get_space("mlp", unit_choices=(512,), max_params=1_000).initial_genome(
+            rng, (1, 8, 8), 10, attempts=5)
+
+
 def test_lse_conv_starts_from_trivial_network():
     genome = get_space("lse-conv").initial_genome(np.random.default_rng(0), (1, 8, 8), 10)
     assert [n.op for n in genome.nodes] == ["input", "output"]

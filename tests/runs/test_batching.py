@@ -1,7 +1,7 @@
 """Units of work: grouping same-architecture tasks, batched group evaluation, group failures."""
 
 import pytest
-from evograph.runs.batching import UnitQueue, group_key, plan_units
+from evograph.runs.batching import UnitQueue, estimated_cost, group_key, plan_units
 from evograph.runs.executors import SerialExecutor
 from evograph.runs.worker import evaluate_group, evaluate_task
 
@@ -24,16 +24,33 @@ def test_siblings_share_a_key_and_other_tasks_do_not():
 def test_plan_units_modes():
     tasks = sibling_tasks(5) + mixed_tasks(2, steps=12)
     tasks[5]["id"], tasks[6]["id"] = 5, 6
-    assert ids(plan_units(tasks, "never", 2)) == [[i] for i in range(7)]
-    assert ids(plan_units(tasks, "always", 2)) == [[0, 1, 2, 3, 4], [5], [6]]
-    assert ids(plan_units(tasks, "always", 2, max_group=2)) == [[0, 1], [2, 3], [4], [5], [6]]
+
+    def grouping(*args, **kwargs):  # the units, whatever order they are handed out in
+        return sorted(ids(plan_units(tasks, *args, **kwargs)))
+
+    assert ids(plan_units(tasks, "never", 1)) == [[i] for i in range(7)]
+    assert grouping("never", 2) == [[i] for i in range(7)]
+    assert grouping("always", 2) == [[0, 1, 2, 3, 4], [5], [6]]
+    assert grouping("always", 2, max_group=2) == [[0, 1], [2, 3], [4], [5], [6]]
     # auto: no grouping when every task has a slot of its own
     assert ids(plan_units(tasks, "auto", 8)) == [[i] for i in range(7)]
     # auto: groups are split until every slot has a unit
-    assert ids(plan_units(tasks, "auto", 4)) == [[0, 1, 2], [3, 4], [5], [6]]
-    assert ids(plan_units(tasks, "auto", 2)) == [[0, 1, 2, 3, 4], [5], [6]]
+    assert grouping("auto", 4) == [[0, 1, 2], [3, 4], [5], [6]]
+    assert grouping("auto", 2) == [[0, 1, 2, 3, 4], [5], [6]]
     with pytest.raises(ValueError, match="executor.batched"):
         plan_units(tasks, "sometimes")
+
+
+def test_costliest_units_go_first_when_several_slots_share_a_batch():
+    tasks = mixed_tasks(6) + sibling_tasks(3, start=6)
+    costs = {t["id"]: estimated_cost([t]) for t in tasks}
+    assert len(set(costs.values())) > 2
+    for mode in ("never", "always"):
+        units = plan_units(tasks, mode, 2)
+        unit_costs = [estimated_cost(u) for u in units]
+        assert unit_costs == sorted(unit_costs, reverse=True)
+    # one slot: the order of the batch, which a serial run keeps
+    assert ids(plan_units(tasks, "never", 1)) == [[t["id"]] for t in tasks]
 
 
 def test_a_failed_group_comes_back_as_single_tasks():

@@ -1,0 +1,375 @@
+"""Throughput: how much of the machine evograph's training uses, and what the engine costs.
+
+All in one run on digits, for the ``mlp`` and ``lse-conv`` spaces:
+
+1. **Roofs** — fp32 matrix-multiply GFLOP/s of one single-threaded process per core, all cores
+   at once (and one core alone): what training could reach at best.
+2. **Training FLOPs** — counted with ``torch.utils.flop_counter.FlopCounterMode`` on one real
+   training step (forward and backward) and one evaluation pass of each genome, times the steps
+   the ``sgd`` fitness takes. (The counter counts matrix products and convolutions; elementwise
+   work and optimizer updates are not counted, as is usual.)
+3. **The same evolution run, four ways** — the same config and seed evaluated by
+
+   * the plain per-model loop: each candidate built and trained alone in this process
+     (``train_steps`` then validation/test evaluation), nothing else;
+   * the engine with 1 worker (``local`` executor, the driver, the SQLite store, weights
+     files, weight inheritance — everything a real run does);
+   * the engine with one worker per core;
+   * the engine with one worker per core and ``batched = "auto"``.
+
+   ``executor.batch`` is fixed, so the 1-worker and N-worker runs evaluate the very same
+   candidates (the benchmark checks that their final states are equal); reported per way:
+   wall seconds, models per hour, achieved GFLOP/s and the fraction of the roof, scaling over
+   1 worker, and the **engine's overhead per candidate**: the 1-worker run's wall time minus the
+   plain loop's time for the same candidates, per candidate and as a share of the evaluation
+   time (worker start-up is reported separately; it is paid once per run).
+4. **Population training** (``mlp``): K siblings of one architecture (ALTER-LEARNING-RATE
+   children: the same network with K learning rates) trained by the plain per-model loop and
+   together by ``compile.batched.train_batched`` — GFLOP/s, fraction of the one-core roof and
+   the speed-up, for a few widths, K and batch sizes.
+
+Usage::
+
+    python benchmarks/throughput.py [--quick] [--out benchmarks/results/throughput.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import multiprocessing as mp
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.nn import functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from evograph.compile.batched import train_batched
+from evograph.compile.builder import build
+from evograph.compile.fitness import make_fitness
+from evograph.compile.train import evaluate, train_steps
+from evograph.genome.core import Genome, Node
+from evograph.genome.io import from_dict
+from evograph.runs.config import load_config
+from evograph.runs.datasets import load_dataset
+from evograph.runs.driver import create_run, run
+from evograph.runs.store import RunStore
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).resolve().parent / "results" / "throughput.json"
+CPU = torch.device("cpu")
+SPACES = {  # space -> (config, overrides of the run)
+    "lse-conv": ("runs/configs/digits.toml", ["fitness.epochs=2"]),
+    "mlp": ("runs/configs/rl-mlp.toml", ["strategy.name=aging", "fitness.epochs=3",
+                                         "strategy.population_size=24",
+                                         "strategy.sample_size=6"]),
+}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="about two minutes")
+    parser.add_argument("--evaluations", type=int, default=96, help="per run")
+    parser.add_argument("--batch", type=int, default=16, help="executor.batch of every run")
+    parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.evaluations, args.batch = 16, 8
+        if args.out == RESULTS:
+            args.out = RESULTS.with_name("throughput-quick.json")
+    return args
+
+
+def machine() -> dict:
+    return {"platform": platform.platform(), "processor": platform.processor(),
+            "cpus": len(os.sched_getaffinity(0)), "load_average": os.getloadavg(),
+            "versions": {"python": sys.version.split()[0], "torch": torch.__version__},
+            "cuda": torch.cuda.is_available()}
+
+
+# -- 1. roofs -------------------------------------------------------------------------------------
+
+def _matmul_rate(n: int, seconds: float, start, out) -> None:
+    """GFLOP/s of n x n fp32 matrix products on one thread, for about ``seconds``."""
+    torch.set_num_threads(1)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b  # warm-up
+    start.wait()
+    count, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        a @ b
+        count += 1
+    out.put(2 * n ** 3 * count / (time.perf_counter() - t0) / 1e9)
+
+
+def roof(processes: int, n: int = 512, seconds: float = 3.0) -> list[float]:
+    """Per-process matmul GFLOP/s with ``processes`` single-threaded processes at once."""
+    ctx = mp.get_context("spawn")
+    start, out = ctx.Barrier(processes), ctx.Queue()
+    procs = [ctx.Process(target=_matmul_rate, args=(n, seconds, start, out))
+             for _ in range(processes)]
+    for p in procs:
+        p.start()
+    rates = [out.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join()
+    return sorted(rates)
+
+
+# -- 2. FLOPs -------------------------------------------------------------------------------------
+
+def _counted(fn) -> int:
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def step_flops(genome: Genome, data, batch: int) -> int:
+    """Matmul/conv FLOPs of one training step (forward + backward) on a batch of ``batch``."""
+    module = build(genome, seed=0).train()
+    x, y = data.x_train[:batch], data.y_train[:batch]
+    return _counted(lambda: F.cross_entropy(module(x), y).backward())
+
+
+def eval_flops(genome: Genome, data) -> int:
+    module = build(genome, seed=0).eval()
+    with torch.no_grad():
+        return _counted(lambda: (module(data.x_val), module(data.x_test)))
+
+
+class FlopBook:
+    """Training + evaluation FLOPs of one ``sgd`` evaluation, cached per architecture."""
+
+    def __init__(self, data, fitness_params: dict):
+        self.data, self.fitness = data, make_fitness("sgd", fitness_params)
+        self.cache: dict[tuple, int] = {}
+
+    def steps(self, genome: Genome) -> int:
+        return self.fitness.total_steps(len(self.data.x_train), self.batch(genome))
+
+    @staticmethod
+    def batch(genome: Genome) -> int:
+        return int(genome.gene.get("batch_size", 64))
+
+    def __call__(self, genome: Genome) -> int:
+        key = (genome.arch_hash, self.batch(genome))
+        if key not in self.cache:
+            self.cache[key] = (self.steps(genome) * step_flops(genome, self.data,
+                                                               self.batch(genome))
+                               + eval_flops(genome, self.data))
+        return self.cache[key]
+
+
+# -- 3. one run, four ways ------------------------------------------------------------------------
+
+def run_config(space: str, args, tmp: Path, name: str, workers: int, batched: str):
+    path, extra = SPACES[space]
+    overrides = extra + [f"budget.evaluations={args.evaluations}", "budget.minutes=0",
+                         "executor.name=local", f"executor.workers={workers}",
+                         f"executor.batch={args.batch}", f"executor.batched={batched}",
+                         f"out={tmp}"]
+    return create_run(load_config(ROOT / path, overrides), tmp / name)
+
+
+def engine(space: str, args, tmp: Path, workers: int, batched: str = "never") -> dict:
+    run_dir = run_config(space, args, tmp, f"{space}-{workers}-{batched}", workers, batched)
+    t0 = time.perf_counter()
+    outcome = run(run_dir, live=False)
+    wall = time.perf_counter() - t0
+    assert outcome.finished, outcome.reason
+    with RunStore.open(run_dir, readonly=True) as store:
+        evaluations, individuals = store.evaluations(), store.individuals()
+    # from the moment the first evaluation began inside a worker (worker start-up excluded)
+    # to the last result; the rest of the wall time is start-up and shutdown
+    window = max(e.finished_at for e in evaluations) - min(e.finished_at - e.wall_time
+                                                           for e in evaluations)
+    metrics = [e.metrics for e in evaluations]
+    return {"way": f"engine, {workers} worker{'s' * (workers > 1)}"
+                   + (", batched auto" if batched != "never" else ""),
+            "workers": workers, "batched": batched, "run_dir": str(run_dir), "wall_s": wall,
+            "evaluations": len(evaluations), "steady_s": window, "startup_s": wall - window,
+            "worker_eval_s": sum(e.wall_time or 0.0 for e in evaluations),
+            "train_s": sum(m.get("train_time", 0.0) for m in metrics),
+            "groups_batched": sum(1 for m in metrics if "batched" in m),
+            "state": [(e.id, e.status, e.fitness) for e in evaluations],
+            "genomes": [i.genome for i in individuals]}
+
+
+def plain_loop(genomes: list[Genome], fitness_params: dict, data) -> dict:
+    """Each candidate built and trained alone in this process, then evaluated: the work of an
+    evaluation with nothing of the engine around it."""
+    fitness = make_fitness("sgd", fitness_params)
+    t0, train_s = time.perf_counter(), 0.0
+    for i, genome in enumerate(genomes):
+        module = build(genome, seed=i)
+        batch = int(genome.gene.get("batch_size", 64))
+        t = time.perf_counter()
+        train_steps(module, data, genome.gene, fitness.total_steps(len(data.x_train), batch),
+                    batch, i, CPU, augment=_augment(fitness))
+        train_s += time.perf_counter() - t
+        evaluate(module, data.x_val, data.y_val, CPU, fitness.eval_batch_size)
+        evaluate(module, data.x_test, data.y_test, CPU, fitness.eval_batch_size)
+    return {"way": "plain per-model loop", "workers": 1, "wall_s": time.perf_counter() - t0,
+            "steady_s": time.perf_counter() - t0, "startup_s": 0.0, "train_s": train_s,
+            "evaluations": len(genomes)}
+
+
+def _augment(fitness):
+    from evograph.compile.train import AUGMENTATIONS
+    return AUGMENTATIONS[fitness.augment]
+
+
+def space_section(space: str, args, tmp: Path, roof_all: float, roof_one: float) -> dict:
+    path, extra = SPACES[space]
+    config = load_config(ROOT / path, extra)
+    data = load_dataset("digits", seed=config.seed, val_fraction=config.dataset.val_fraction,
+                        test_fraction=config.dataset.test_fraction)
+    fitness_params = dict(config.fitness.params)
+    print(f"[{space}] engine, 1 worker", flush=True)
+    one = engine(space, args, tmp, 1)
+    print(f"[{space}] engine, {args.workers} workers", flush=True)
+    many = engine(space, args, tmp, args.workers)
+    print(f"[{space}] engine, {args.workers} workers, batched auto", flush=True)
+    batched = engine(space, args, tmp, args.workers, "auto")
+    genomes = [from_dict(g) for g in one["genomes"]]
+    print(f"[{space}] plain loop over the same {len(genomes)} candidates", flush=True)
+    plain = plain_loop(genomes, fitness_params, data)
+    book = FlopBook(data, fitness_params)
+    flops = sum(book(g) for g in genomes)
+    ways = [plain, one, many, batched]
+    for way in ways:
+        way_flops = flops if "genomes" not in way or way is one or way is many else \
+            sum(book(from_dict(g)) for g in way["genomes"])
+        roof_of = roof_one if way["workers"] == 1 else roof_all
+        way.update(flops=way_flops, gflops=way_flops / way["steady_s"] / 1e9,
+                   models_per_hour=way["evaluations"] / way["steady_s"] * 3600,
+                   models_per_hour_end_to_end=way["evaluations"] / way["wall_s"] * 3600)
+        way["roof_fraction"] = way["gflops"] / roof_of
+        way["scaling_vs_1_worker"] = one["steady_s"] / way["steady_s"] * \
+            (way["evaluations"] / one["evaluations"])
+    overhead = (one["steady_s"] - plain["steady_s"]) / one["evaluations"]
+    section = {
+        "space": space, "config": path, "overrides": extra, "fitness": fitness_params,
+        "same_candidates_1_vs_n_workers": one["state"] == many["state"],
+        "overhead_per_candidate_s": overhead,
+        "overhead_fraction": overhead / (plain["steady_s"] / plain["evaluations"]),
+        "evaluation_s": plain["steady_s"] / plain["evaluations"],
+        "ways": [{k: v for k, v in w.items() if k not in ("state", "genomes")} for w in ways]}
+    return section
+
+
+# -- 4. population training -----------------------------------------------------------------------
+
+def mlp_genome(widths: tuple[int, ...], batch: int, lr: float) -> Genome:
+    """input(64) -> dense(w1, relu) -> ... -> output(10): a member of the ``mlp`` space."""
+    nodes = [Node.make(0, "input", shape=(1, 8, 8)), Node.make(1, "output", num_classes=10)]
+    edges, prev = [], 0
+    for i, width in enumerate(widths, start=2):
+        nodes.append(Node.make(i, "dense", units=width, activation="relu"))
+        edges.append((prev, i))
+        prev = i
+    edges.append((prev, 1))
+    return Genome.make(nodes, edges, {"learning_rate": lr, "optimizer": "adam",
+                                      "batch_size": batch, "weight_decay": 0.0})
+
+
+def population(widths, k: int, batch: int, steps: int, data, roof_one: float) -> dict:
+    genomes = [mlp_genome(widths, batch, 1e-3 * 1.2 ** i) for i in range(k)]
+    modules = [build(g, seed=i) for i, g in enumerate(genomes)]
+    flops = k * steps * step_flops(genomes[0], data, batch)
+    alone = [copy.deepcopy(m) for m in modules]
+    together = [copy.deepcopy(m) for m in modules]
+    train_steps(copy.deepcopy(modules[0]), data, genomes[0].gene, 3, batch, 0, CPU)  # warm-up
+    t = time.perf_counter()
+    for i, (m, g) in enumerate(zip(alone, genomes)):
+        train_steps(m, data, g.gene, steps, batch, i, CPU)
+    one_s = time.perf_counter() - t
+    train_batched([copy.deepcopy(m) for m in modules[:2]], [g.gene for g in genomes[:2]], data,
+                  3, batch, range(2), CPU)  # warm-up
+    t = time.perf_counter()
+    train_batched(together, [g.gene for g in genomes], data, steps, batch, range(k), CPU)
+    many_s = time.perf_counter() - t
+    return {"widths": list(widths), "k": k, "batch": batch, "steps": steps,
+            "params": sum(p.numel() for p in modules[0].parameters()), "flops": flops,
+            "per_model_s": one_s, "batched_s": many_s,
+            "per_model_gflops": flops / one_s / 1e9, "batched_gflops": flops / many_s / 1e9,
+            "per_model_roof_fraction": flops / one_s / 1e9 / roof_one,
+            "batched_roof_fraction": flops / many_s / 1e9 / roof_one,
+            "speedup": one_s / many_s}
+
+
+def population_section(args, roof_one: float) -> list[dict]:
+    data = load_dataset("digits", seed=0)
+    cases = [((128,), 16, 64), ((256, 256), 16, 64), ((512, 512), 16, 128),
+             ((256, 256), 64, 64), ((1024, 1024), 8, 256)]
+    if args.quick:
+        cases = cases[:2]
+    steps = 20 if args.quick else 60
+    rows = []
+    for widths, k, batch in cases:
+        print(f"[population] widths {widths}, K={k}, batch {batch}", flush=True)
+        rows.append(population(widths, k, batch, steps, data, roof_one))
+    return rows
+
+
+# -- report ---------------------------------------------------------------------------------------
+
+def print_tables(report: dict) -> None:
+    r = report["roof"]
+    print(f"\nroof: {r['one_core_alone']:.1f} GFLOP/s on one core alone; "
+          f"{r['all_cores']:.1f} GFLOP/s on {len(r['per_core'])} cores at once "
+          f"({', '.join(f'{v:.1f}' for v in r['per_core'])})")
+    for s in report["spaces"]:
+        print(f"\n{s['space']}: {s['ways'][0]['evaluations']} evaluations, "
+              f"{s['evaluation_s']:.2f} s each; same candidates 1 vs N workers: "
+              f"{s['same_candidates_1_vs_n_workers']}; engine overhead "
+              f"{s['overhead_per_candidate_s'] * 1000:.0f} ms/candidate "
+              f"({100 * s['overhead_fraction']:.1f}% of an evaluation)")
+        print(f"{'way':34} {'wall s':>7} {'start s':>8} {'models/h':>9} {'GFLOP/s':>8} "
+              f"{'of roof':>8} {'x 1 worker':>10}")
+        for w in s["ways"]:
+            print(f"{w['way']:34} {w['wall_s']:>7.1f} {w['startup_s']:>8.1f} "
+                  f"{w['models_per_hour']:>9.0f} {w['gflops']:>8.2f} "
+                  f"{100 * w['roof_fraction']:>7.1f}% {w['scaling_vs_1_worker']:>10.2f}")
+    print(f"\n{'population (mlp, adam)':24} {'K':>3} {'batch':>5} {'params':>9} "
+          f"{'loop GFLOP/s':>12} {'batched':>8} {'loop roof':>9} {'batched roof':>12} "
+          f"{'speed-up':>8}")
+    for p in report["population"]:
+        print(f"{'x'.join(map(str, p['widths'])):24} {p['k']:>3} {p['batch']:>5} "
+              f"{p['params']:>9,} {p['per_model_gflops']:>12.2f} {p['batched_gflops']:>8.2f} "
+              f"{100 * p['per_model_roof_fraction']:>8.1f}% "
+              f"{100 * p['batched_roof_fraction']:>11.1f}% {p['speedup']:>8.2f}")
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    per_core = roof(args.workers)
+    report = {"benchmark": "throughput", "machine": machine(), "args": {
+        k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "roof": {"matmul_n": 512, "per_core": per_core, "all_cores": sum(per_core),
+                 "one_core_alone": roof(1)[0]}}
+    roof_all, roof_one = report["roof"]["all_cores"], report["roof"]["one_core_alone"]
+    with tempfile.TemporaryDirectory(prefix="evograph-throughput-") as tmp:
+        report["spaces"] = [space_section(space, args, Path(tmp), roof_all, roof_one)
+                            for space in SPACES]
+    report["population"] = population_section(args, roof_one)
+    report["wall_seconds"] = time.perf_counter() - start
+    print_tables(report)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1))
+    print(f"\nwrote {args.out}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
