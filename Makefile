@@ -30,8 +30,20 @@ test-fast: $(STAMP)
 reliability: system-deps $(STAMP)
 	EVOGRAPH_RELIABILITY=full $(PY) -m pytest -q -p no:xdist tests/reliability
 
+# the quick version of every benchmark, each printing its table (full versions: see the README)
+QUICK := benchmarks/results
 bench: system-deps $(STAMP)
-	$(PY) benchmarks/toy_bitstring.py
+	$(PY) benchmarks/toy_bitstring.py --seeds 10 --evaluations 1000 --out $(QUICK)/toy_bitstring-quick.json
+	$(PY) benchmarks/tabular.py --quick
+	$(PY) benchmarks/search.py --quick
+	$(PY) benchmarks/published.py --quick
+	$(PY) benchmarks/throughput.py --quick
+	$(PY) benchmarks/parallel.py --quick
+	$(PY) benchmarks/rl_controller.py --quick
+	$(PY) benchmarks/learned_optimizer.py --quick --out $(QUICK)/learned_optimizer-quick.json
+	$(PY) benchmarks/maml.py --quick
+	$(PY) benchmarks/hypernet.py --quick
+	$(PY) benchmarks/lineage_report.py --quick --out $(QUICK)/lineage_report-quick.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -18,9 +18,9 @@ from evograph.genome import analyze, get_space, load, to_json
 from evograph.runs.config import load_config
 from evograph.runs.export import load_model
 from evograph.runs.store import RunStore
-from tests.reliability.harness import FIGURES
+from tests.reliability.harness import FIGURES, FULL
 
-FUZZ = settings(max_examples=60, deadline=None, derandomize=True,
+FUZZ = settings(max_examples=300 if FULL else 60, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
 SEED_GENOME = json.loads(to_json(get_space("lse-conv").sample(
     __import__("numpy").random.default_rng(0), (1, 8, 8), 10)))
