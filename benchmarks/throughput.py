@@ -48,19 +48,18 @@ import time
 from pathlib import Path
 
 import torch
-from torch.nn import functional as F
-from torch.utils.flop_counter import FlopCounterMode
-
 from evograph.compile.batched import train_batched
 from evograph.compile.builder import build
 from evograph.compile.fitness import make_fitness
-from evograph.compile.train import evaluate, train_steps
+from evograph.compile.train import AUGMENTATIONS, evaluate, train_steps
 from evograph.genome.core import Genome, Node
 from evograph.genome.io import from_dict
 from evograph.runs.config import load_config
 from evograph.runs.datasets import load_dataset
 from evograph.runs.driver import create_run, run
 from evograph.runs.store import RunStore
+from torch.nn import functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results" / "throughput.json"
@@ -214,18 +213,13 @@ def plain_loop(genomes: list[Genome], fitness_params: dict, data) -> dict:
         batch = int(genome.gene.get("batch_size", 64))
         t = time.perf_counter()
         train_steps(module, data, genome.gene, fitness.total_steps(len(data.x_train), batch),
-                    batch, i, CPU, augment=_augment(fitness))
+                    batch, i, CPU, augment=AUGMENTATIONS[fitness.augment])
         train_s += time.perf_counter() - t
         evaluate(module, data.x_val, data.y_val, CPU, fitness.eval_batch_size)
         evaluate(module, data.x_test, data.y_test, CPU, fitness.eval_batch_size)
-    return {"way": "plain per-model loop", "workers": 1, "wall_s": time.perf_counter() - t0,
-            "steady_s": time.perf_counter() - t0, "startup_s": 0.0, "train_s": train_s,
-            "evaluations": len(genomes)}
-
-
-def _augment(fitness):
-    from evograph.compile.train import AUGMENTATIONS
-    return AUGMENTATIONS[fitness.augment]
+    wall = time.perf_counter() - t0
+    return {"way": "plain per-model loop", "workers": 1, "wall_s": wall, "steady_s": wall,
+            "startup_s": 0.0, "train_s": train_s, "evaluations": len(genomes)}
 
 
 def space_section(space: str, args, tmp: Path, roof_all: float, roof_one: float) -> dict:
