@@ -83,7 +83,12 @@ def _plain(value: Any) -> Any:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(_plain(value), sort_keys=True, allow_nan=False)
+    """Strict JSON of ``value``; the common case (plain finite data: a strategy's state, metrics)
+    goes straight to the C encoder, and only what it refuses takes the :func:`_plain` walk."""
+    try:
+        return json.dumps(value, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError):  # NaN/inf, numpy values, keys of mixed types
+        return json.dumps(_plain(value), sort_keys=True, allow_nan=False)
 
 
 def _loads(text: str | None, default: Any = None) -> Any:
