@@ -37,10 +37,9 @@ from torch.func import functional_call, stack_module_state, vmap
 from torch.nn import functional as F
 
 from ..genome.core import Genome
-from ..genome.validate import analyze
 from .fitness import Score, Splits
 from .functional_optim import FUNCTIONAL_OPTIMIZERS, apply_update, col, init_state
-from .train import SGDTraining, evaluate
+from .train import SGDTraining
 
 
 def batch_problem(genomes: Sequence[Genome]) -> str | None:
@@ -229,23 +228,6 @@ def score_batched(fitness: SGDTraining, modules: Sequence[nn.Module],
     curves = train_batched(modules, genes, data, fitness.total_steps(len(data.x_train), batch),
                            batch, seeds, device, fitness.label_smoothing, fitness.grad_clip)
     share = (time.perf_counter() - start) / len(modules)
-    return [_finish(fitness, m, g, data, c, share, device)
+    return [fitness.finish(m, g, data, c, share, device)
             for m, g, c in zip(modules, genomes, curves)]
 
-
-def _finish(fitness: SGDTraining, module: nn.Module, genome: Genome, data: Splits,
-            curve: list[float], train_time: float, device: torch.device) -> Score:
-    """The tail of ``SGDTraining.score``: validation and test scores of a trained module."""
-    info = analyze(genome)
-    metrics: dict[str, Any] = {"loss_curve": curve, "params": info.params, "flops": info.flops,
-                               "train_time": train_time}
-    if curve and not math.isfinite(curve[-1]):
-        return Score.infeasible("non-finite training loss", **metrics)
-    val_acc, val_loss = evaluate(module, data.x_val, data.y_val, device, fitness.eval_batch_size)
-    test_acc, test_loss = evaluate(module, data.x_test, data.y_test, device,
-                                   fitness.eval_batch_size)
-    metrics.update(val_accuracy=val_acc, val_loss=val_loss, test_accuracy=test_acc,
-                   test_loss=test_loss)
-    if not math.isfinite(val_loss):
-        return Score.infeasible("non-finite validation loss", **metrics)
-    return Score("completed", val_acc, metrics).checked()

@@ -117,7 +117,12 @@ class SGDTraining:
         curve = train_steps(module, data, genes, self.total_steps(len(data.x_train), batch),
                             batch, seed, device, self.label_smoothing, self.grad_clip,
                             augment=AUGMENTATIONS[self.augment])
-        train_time = time.perf_counter() - start
+        return self.finish(module, genome, data, curve, time.perf_counter() - start, device)
+
+    def finish(self, module: nn.Module, genome: Genome, data: Splits, curve: list[float],
+               train_time: float, device: torch.device) -> Score:
+        """The score of a trained module: validation and test accuracy and loss, or infeasible
+        when training or validation went non-finite. (Batched training ends here too.)"""
         info = analyze(genome)
         metrics: dict[str, Any] = {"loss_curve": curve, "params": info.params,
                                    "flops": info.flops, "train_time": train_time}
