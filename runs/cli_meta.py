@@ -27,7 +27,7 @@ from ..meta.learned_optimizer import LSTMConfig, LSTMOptimizer, save_optimizer
 from ..meta.lo_train import (MetaConfig, load_checkpoint, make_meta_optimizer, meta_train,
                              save_checkpoint)
 from ..meta.optimizee_tasks import make_family
-from .config import apply_overrides
+from .config import apply_overrides, check_type
 
 
 @dataclass(frozen=True)
@@ -70,14 +70,6 @@ class TrainOptimizerConfig:
                 "training": dataclasses.asdict(self.training)}
 
 
-def _typed(key: str, value: Any, kind: Any) -> Any:
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ValueError(f"{key}: must be {kind.__name__}, got {type(value).__name__} {value!r}")
-    return value
-
-
 def _strict(cls: type, data: Any, section: str) -> Any:
     """A frozen dataclass from a TOML table: unknown keys and wrong types name the key."""
     if not isinstance(data, dict):
@@ -87,7 +79,7 @@ def _strict(cls: type, data: Any, section: str) -> Any:
     for key in data:
         if key not in known:
             raise ValueError(f"{section}.{key}: unknown key (known: {', '.join(sorted(known))})")
-    values = {k: _typed(f"{section}.{k}", v, hints[k]) for k, v in data.items()}
+    values = {k: check_type(f"{section}.{k}", v, hints[k]) for k, v in data.items()}
     try:
         obj = cls(**values)
         getattr(obj, "check", lambda: None)()
@@ -100,7 +92,7 @@ def _task(data: Any) -> tuple[str, dict[str, Any]]:
     if not isinstance(data, dict):
         raise ValueError("task: must be a table")
     params = dict(data)
-    family = _typed("task.family", params.pop("family", "quadratic"), str)
+    family = check_type("task.family", params.pop("family", "quadratic"), str)
     try:
         make_family(family, params)
     except (ValueError, TypeError) as exc:
@@ -114,11 +106,11 @@ def config_from_dict(data: dict[str, Any], source: str) -> TrainOptimizerConfig:
         top: dict[str, Any] = {}
         for key, value in data.items():
             if key == "seed":
-                top["seed"] = _typed("seed", value, int)
+                top["seed"] = check_type("seed", value, int)
                 if not 0 <= value < 2**32:
                     raise ValueError(f"seed: must be in [0, 2^32) (got {value})")
             elif key == "device":
-                top["device"] = _typed("device", value, str)
+                top["device"] = check_type("device", value, str)
                 if not (value in ("auto", "cpu", "cuda") or value.startswith("cuda:")):
                     raise ValueError(f"device: must be auto, cpu, cuda or cuda:N (got {value!r})")
             elif key == "task":

@@ -126,7 +126,8 @@ def _in_range(key: str, value: float, lo: float | None, hi: float | None,
         raise ValueError(f"{key}: must be in {bounds} (got {value})")
 
 
-def _check_type(key: str, value: Any, kind: type) -> Any:
+def check_type(key: str, value: Any, kind: type) -> Any:
+    """``value`` as a ``kind`` (an int is accepted for a float); else one error naming ``key``."""
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if kind is dict:
@@ -145,7 +146,7 @@ def _section(cls: type, data: Any, section: str) -> Any:
     values, extra = {}, {}
     for key, value in data.items():
         if key in known:
-            values[key] = _check_type(f"{section}.{key}", value, hints[key])
+            values[key] = check_type(f"{section}.{key}", value, hints[key])
         elif extra_field:
             extra[key] = value
         else:
@@ -173,9 +174,9 @@ def config_from_dict(data: dict[str, Any], source: str = "config") -> RunConfig:
             if key in SECTIONS:
                 top[key] = _section(SECTIONS[key], value, key)
             elif key in ("name", "out"):
-                top[key] = _check_type(key, value, str)
+                top[key] = check_type(key, value, str)
             elif key == "seed":
-                top[key] = _check_type(key, value, int)
+                top[key] = check_type(key, value, int)
                 _in_range("seed", value, 0, 2**32 - 1)
             else:
                 raise ValueError(f"{key}: unknown key (known: name, seed, out, "
