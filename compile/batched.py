@@ -37,6 +37,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from torch.nn import functional as F
 
 from ..genome.core import Genome
+from .dense_stack import DenseStack, dense_chain
 from .fitness import Score, Splits
 from .functional_optim import FUNCTIONAL_OPTIMIZERS, apply_update, col, init_state
 from .train import SGDTraining
@@ -65,17 +66,20 @@ class _Orders:
     ``train_steps`` draws them (all share n and the batch size, so they share the cursor)."""
 
     def __init__(self, n: int, batch: int, seeds: Sequence[int]):
-        self.n, self.batch, self.cursor = n, batch, 0
+        self.n, self.batch = n, batch
         self.gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
-        self.orders = [torch.randperm(n, generator=g) for g in self.gens]
+        self._shuffle()
+
+    def _shuffle(self) -> None:
+        self.orders = torch.stack([torch.randperm(self.n, generator=g) for g in self.gens])
+        self.cursor = 0                                                  # orders: (K, n)
 
     def next(self, device: torch.device) -> Tensor:
         if self.n - self.cursor < 2:  # as train_steps: never a batch of one (batch-norm)
-            self.orders = [torch.randperm(self.n, generator=g) for g in self.gens]
-            self.cursor = 0
-        idx = torch.stack([o[self.cursor:self.cursor + self.batch] for o in self.orders])
+            self._shuffle()
+        idx = self.orders[:, self.cursor:self.cursor + self.batch]
         self.cursor += self.batch
-        return idx.to(device)                                    # (K, b)
+        return idx.to(device)                                            # (K, b)
 
 
 def _batched_loss(skeleton: nn.Module, label_smoothing: float) -> Callable:
@@ -181,15 +185,22 @@ class _Population:
         self.plist = list(self.params.values())
         self.state = init_state(self.optimizer, self.plist)
 
+    def write_back(self, modules: Sequence[nn.Module]) -> None:
+        _write_back(modules, self.params, self.buffers)
+
 
 def train_batched(modules: Sequence[nn.Module], genes: Sequence[dict[str, Any]], data: Splits,
                   steps: int, batch: int, seeds: Sequence[int], device: torch.device,
                   label_smoothing: float = 0.0, grad_clip: float = 0.0,
-                  points: int = 20) -> list[list[float]]:
+                  points: int = 20, direct: bool = True) -> list[list[float]]:
     """``train_steps`` for K modules of one architecture at once; the trained weights are written
     back into ``modules``. Returns each candidate's loss curve (ending non-finite if it
-    diverged)."""
-    population = _Population(modules, genes, device, label_smoothing)
+    diverged). Chains of dense layers take the direct path of
+    :mod:`evograph.compile.dense_stack` unless ``direct`` is False; other networks, ``vmap``."""
+    layers = dense_chain(modules[0]) if direct else None
+    population: DenseStack | _Population = (
+        DenseStack(modules, layers, genes, device, label_smoothing) if layers
+        else _Population(modules, genes, device, label_smoothing))
     orders = _Orders(len(data.x_train), batch, seeds)
     x_all, y_all = data.x_train.to(device), data.y_train.to(device)
     curves = _Curves(len(modules), steps, points)
@@ -203,7 +214,7 @@ def train_batched(modules: Sequence[nn.Module], genes: Sequence[dict[str, Any]],
         if not any(population.alive):
             break
         curves.add(step, values, population.alive)
-    _write_back(modules, population.params, population.buffers)
+    population.write_back(modules)
     return curves.curves
 
 
