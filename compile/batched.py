@@ -39,7 +39,7 @@ from torch.nn import functional as F
 from ..genome.core import Genome
 from .dense_stack import DenseStack, dense_chain
 from .fitness import Score, Splits
-from .functional_optim import FUNCTIONAL_OPTIMIZERS, apply_update, col, init_state
+from .functional_optim import FUNCTIONAL_OPTIMIZERS, apply_update, clip_rows_, init_state
 from .train import SGDTraining
 
 
@@ -105,14 +105,6 @@ def _keep_stopped(old: dict[str, Tensor], new: dict[str, Tensor], alive: list[bo
     return {n: torch.where(_rows(mask, b), new[n], b) for n, b in old.items()}
 
 
-def _clip_(grads: list[Tensor], max_norm: float) -> None:
-    """clip_grad_norm_ per candidate: each row's total 2-norm over all its gradients."""
-    norms = torch.stack([g.flatten(1).norm(dim=1) for g in grads], dim=1).norm(dim=1)  # (K,)
-    coef = (max_norm / (norms + 1e-6)).clamp(max=1.0)
-    for g in grads:
-        g.mul_(col(coef, g))
-
-
 class _Curves:
     """Per-candidate loss curves averaged over the same chunks as ``train_steps``."""
 
@@ -166,7 +158,7 @@ class _Population:
         if not all(self.alive):
             grads = [torch.where(_rows(mask, g), g, 0.0) for g in grads]
         if grad_clip > 0:
-            _clip_(grads, grad_clip)
+            clip_rows_(grads, grad_clip)
         if self.state is None:
             self._match_layout(grads)
         apply_update(self.optimizer, self.plist, grads, self.state, self.lr * mask.cpu(),

@@ -6,10 +6,12 @@ such candidates of one architecture, :mod:`evograph.compile.batched`'s generic p
 dispatch, vmap's batching rules, autograd's graph, transposed weight gradients, and an optimizer
 that walks each parameter tensor separately. Here the step is written out:
 
-* every candidate's parameters live in one row of a flat ``(K, P)`` buffer, each layer's weight
-  ``(K, out, in)`` and bias ``(K, out)`` being views of it, and the gradients in a second
-  ``(K, P)`` buffer laid out the same way — so the optimizer update is a handful of elementwise
-  operations over two big tensors (:mod:`evograph.compile.functional_optim`, unchanged);
+* the parameters of all K candidates live in one flat buffer, layer by layer: each layer's
+  weights as one contiguous ``(K, out, in)`` block and its biases as one ``(K, out)`` block; the
+  gradients in a second buffer laid out the same way, so the backward pass writes every
+  gradient in place and the optimizer update is one fused call over a few big blocks
+  (:mod:`evograph.compile.functional_optim`, whose updates move each row ``k`` by candidate k's
+  own learning rate);
 * the forward pass is one ``baddbmm`` per layer (bias + batched ``x @ W^T``);
 * the backward pass is the textbook one (Rumelhart, Hinton & Williams 1986): per layer, from the
   output down, ``dW = g^T x``, ``db = sum_b g``, ``g <- (g W) * act'`` — three batched products
@@ -33,7 +35,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .functional_optim import apply_update, init_state
+from .functional_optim import apply_update, clip_rows_, init_state
 from .layers import ACTIVATION_MODULES
 
 _ACTIVATIONS = {type(factory()): name for name, factory in ACTIVATION_MODULES.items()}
@@ -49,11 +51,6 @@ class DenseLayer:
     fan_in: int
     units: int
     activation: str        # a key of ACTIVATION_MODULES; "linear" for the classifier
-    offset: int            # first element of the weight in the flat row; the bias follows it
-
-    @property
-    def size(self) -> int:
-        return self.units * self.fan_in + self.units
 
 
 def dense_chain(module: nn.Module) -> list[DenseLayer] | None:
@@ -62,7 +59,7 @@ def dense_chain(module: nn.Module) -> list[DenseLayer] | None:
     plan = getattr(module, "plan", None)
     if plan is None or any(step.merged or step.inputs != (i,) for i, step in enumerate(plan)):
         return None
-    layers, offset = [], 0
+    layers = []
     for step in plan:
         block = module.layers[step.key]
         parts = [m for m in block.children() if not isinstance(m, nn.Flatten)]
@@ -77,8 +74,7 @@ def dense_chain(module: nn.Module) -> list[DenseLayer] | None:
             return None
         prefix = f"layers.{step.key}.{named[0].rsplit('.', 1)[0]}"
         layers.append(DenseLayer(f"{prefix}.weight", f"{prefix}.bias", linear.in_features,
-                                 linear.out_features, activation, offset))
-        offset += layers[-1].size
+                                 linear.out_features, activation))
     if not layers or layers[-1].activation != "linear" or len(dict(module.named_buffers())):
         return None
     return layers
@@ -134,30 +130,35 @@ class DenseStack:
                  label_smoothing: float):
         self.layers, self.device, self.label_smoothing = layers, device, label_smoothing
         self.optimizer = genes[0].get("optimizer", "sgd")
-        k, size = len(modules), sum(layer.size for layer in layers)
-        self.flat = torch.empty(k, size, device=device)
-        self.grad = torch.zeros(k, size, device=device)
+        k = len(modules)
+        size = k * sum(layer.units * (layer.fan_in + 1) for layer in layers)
+        self.flat = torch.empty(size, device=device)
+        self.grad = torch.zeros(size, device=device)
+        self.params, self.grads = self._views(self.flat, k), self._views(self.grad, k)
         with torch.no_grad():
-            for row, module in zip(self.flat, modules):
+            for i, module in enumerate(modules):
                 named = dict(module.named_parameters())
-                for layer, (w, b) in zip(layers, self._views(row.unsqueeze(0))):
-                    w[0].copy_(named[layer.weight])
-                    b[0].copy_(named[layer.bias])
-        self.params = self._views(self.flat)
-        self.grads = self._views(self.grad)
-        self.state = init_state(self.optimizer, [self.flat])
+                for layer, (w, b) in zip(layers, self.params):
+                    w[i].copy_(named[layer.weight])
+                    b[i].copy_(named[layer.bias])
+        self.blocks = [t.view(k, -1) for pair in self.params for t in pair]      # (K, s) each
+        self.grad_blocks = [t.view(k, -1) for pair in self.grads for t in pair]
+        self.state = init_state(self.optimizer, self.blocks)
         self.lr = torch.tensor([float(g["learning_rate"]) for g in genes], dtype=torch.float64)
         self.wd = torch.tensor([float(g.get("weight_decay", 0.0)) for g in genes],
                                dtype=torch.float64)
         self.alive = [True] * k
 
-    def _views(self, flat: Tensor) -> list[tuple[Tensor, Tensor]]:
-        """(weight (K, out, in), bias (K, out)) views of each layer in ``flat`` (K, P)."""
-        views = []
+    def _views(self, flat: Tensor, k: int) -> list[tuple[Tensor, Tensor]]:
+        """(weights (K, out, in), biases (K, out)) of each layer: contiguous blocks of
+        ``flat``, one after the other."""
+        views, start = [], 0
         for layer in self.layers:
-            w_end = layer.offset + layer.units * layer.fan_in
-            views.append((flat[:, layer.offset:w_end].view(-1, layer.units, layer.fan_in),
-                          flat[:, w_end:w_end + layer.units]))
+            w_end = start + k * layer.units * layer.fan_in
+            b_end = w_end + k * layer.units
+            views.append((flat[start:w_end].view(k, layer.units, layer.fan_in),
+                          flat[w_end:b_end].view(k, layer.units)))
+            start = b_end
         return views
 
     def _forward(self, x: Tensor) -> tuple[Tensor, list[tuple[Tensor, Tensor, Tensor | None]]]:
@@ -197,9 +198,8 @@ class DenseStack:
             layer, (h, out, pre) = self.layers[i], saved[i]
             g = _activation_grad(g, out, pre, layer.activation)         # (K, b, out)
             dw, db = self.grads[i]
-            torch.bmm(g.transpose(1, 2), h, out=dw) if dw.is_contiguous() else \
-                dw.copy_(torch.bmm(g.transpose(1, 2), h))               # (K, out, in)
-            torch.sum(g, dim=1, out=db) if db.is_contiguous() else db.copy_(g.sum(1))
+            torch.bmm(g.transpose(1, 2), h, out=dw)                      # (K, out, in)
+            torch.sum(g, dim=1, out=db)                                  # (K, out)
             if i:
                 g = torch.bmm(g, self.params[i][0])                      # (K, b, in)
 
@@ -216,11 +216,11 @@ class DenseStack:
         self._backward(g, saved)
         mask = torch.tensor(self.alive, device=self.device)
         if not all(self.alive):
-            self.grad.masked_fill_(~mask.unsqueeze(1), 0.0)
+            for g in self.grad_blocks:
+                g.masked_fill_(~mask.unsqueeze(1), 0.0)
         if grad_clip > 0:
-            norms = self.grad.norm(dim=1)                                # (K,)
-            self.grad.mul_((grad_clip / (norms + 1e-6)).clamp(max=1.0).unsqueeze(1))
-        apply_update(self.optimizer, [self.flat], [self.grad], self.state,
+            clip_rows_(self.grad_blocks, grad_clip)
+        apply_update(self.optimizer, self.blocks, self.grad_blocks, self.state,
                      self.lr * mask.cpu(), self.wd, step)
         return values
 

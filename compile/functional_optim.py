@@ -56,6 +56,15 @@ def col(values: Tensor, like: Tensor) -> Tensor:
     return values.to(device=like.device, dtype=like.dtype).view(-1, *[1] * (like.dim() - 1))
 
 
+def clip_rows_(grads: list[Tensor], max_norm: float) -> None:
+    """``clip_grad_norm_`` per candidate: row k of every stacked gradient scaled so that row k's
+    total 2-norm over all of them is at most ``max_norm``."""
+    norms = torch.stack([g.flatten(1).norm(dim=1) for g in grads], dim=1).norm(dim=1)  # (K,)
+    coef = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(col(coef, g))
+
+
 # Updates write in place and keep temporaries to one per parameter: on CPU a population's
 # stacked tensors are megabytes, and each extra temporary costs a pass over memory.
 

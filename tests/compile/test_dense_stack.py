@@ -70,7 +70,6 @@ def test_dense_chain_recognises_chains_only():
     layers = dense_chain(build(chain((24, 12), "tanh")))
     assert [(d.fan_in, d.units, d.activation) for d in layers] == \
         [(64, 24, "tanh"), (24, 12, "tanh"), (12, 10, "linear")]
-    assert [d.offset for d in layers] == [0, 64 * 24 + 24, 64 * 24 + 24 + 24 * 12 + 12]
     assert dense_chain(build(chain((), input_shape=(64,))))[0].fan_in == 64  # linear model
     assert dense_chain(build(chain((), input_shape=(1, 8, 8)))) is None       # global pooling
     assert dense_chain(build(chain((16, 8), skip=True))) is None             # a merge
@@ -130,12 +129,13 @@ def test_direct_and_vmap_paths_agree(data):
         assert_same_weights(a, b)
 
 
-def test_rows_are_views_of_one_flat_buffer(data):
+def test_layers_are_contiguous_blocks_of_one_flat_buffer(data):
     genomes = siblings(chain((8,)), (1.0, 2.0))
     modules = [build(g, seed=i) for i, g in enumerate(genomes)]
     stack = DenseStack(modules, dense_chain(modules[0]), [g.gene for g in genomes], CPU, 0.0)
     (w, b), (w_out, _) = stack.params
     assert w.shape == (2, 8, 64) and b.shape == (2, 8) and w_out.shape == (2, 10, 8)
-    assert stack.flat.shape == (2, 8 * 64 + 8 + 10 * 8 + 10)
-    assert w.data_ptr() == stack.flat.data_ptr()
+    assert stack.flat.shape == (2 * (8 * 64 + 8 + 10 * 8 + 10),)
+    assert w.data_ptr() == stack.flat.data_ptr() and w.is_contiguous() and b.is_contiguous()
+    assert b.data_ptr() == w.data_ptr() + w.numel() * w.element_size()
     torch.testing.assert_close(w[1], modules[1].layers.n2[1].weight)
