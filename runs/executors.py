@@ -6,7 +6,10 @@
   one per core or per GPU slot. The supervisor waits on each worker's pipe *and* its process
   sentinel, so a worker that segfaults, is SIGKILLed, runs out of memory or hangs past the
   timeout is detected, its task reported ``failed`` with the reason, and the worker replaced —
-  ``multiprocess``/``multiprocessing.Pool`` would hang instead.
+  ``multiprocess``/``multiprocessing.Pool`` would hang instead. While the batch has work for
+  every worker, each worker holds one unit more than it runs (sent ahead down its pipe), so it
+  starts the next one the moment it reports, without waiting for the driver to record the
+  result; a unit sent ahead that never started goes back to the queue if its worker dies.
 * ``dask`` — a ``dask.distributed`` cluster, see :mod:`evograph.runs.dask_executor`.
 
 Every executor has the same interface: ``slots`` (evaluations it runs at once),
@@ -25,6 +28,7 @@ import multiprocessing as mp
 import os
 import signal
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
@@ -91,9 +95,21 @@ class _Worker:
     device: str
     name: str
     ready: bool = False
-    unit: list[Task] | None = None
-    started: float = 0.0
+    units: deque = field(default_factory=deque)  # sent, in order; the first one is running
+    started: float = 0.0                         # when the running unit began
     deadline: float = field(default=0.0)
+
+    @property
+    def unit(self) -> list[Task] | None:
+        """The unit running now, or None when idle."""
+        return self.units[0] if self.units else None
+
+    def begin_next(self, now: float, timeout_s: float) -> None:
+        """The first unit sent has begun (the worker was idle, or just reported its previous
+        one): its timeout runs from now."""
+        if self.units:
+            self.started = now
+            self.deadline = now + timeout_s * len(self.units[0])
 
 
 class LocalExecutor:
@@ -131,24 +147,30 @@ class LocalExecutor:
 
     def run(self, tasks: list[Task], should_stop: Callable[[], bool]) -> Iterator[Result]:
         queue = UnitQueue(plan_units(tasks, self.batched, self.slots, self.max_group))
-        while queue or any(w.unit for w in self.pool):
+        while queue or any(w.units for w in self.pool):
             if should_stop():
                 return  # the driver abandons in-flight tasks; they stay pending for resume
             self._dispatch(queue)
             yield from self._collect(queue, timeout=0.2)
 
     def _dispatch(self, queue: UnitQueue) -> None:
+        """Give idle workers a unit, and busy ones their next unit ahead of time while the
+        queue holds at least one unit per worker (so that sending ahead never leaves a worker
+        idle at the end of the batch while another holds two)."""
         for worker in self.pool:
-            if worker.ready and worker.unit is None and queue:
+            while worker.ready and queue and (
+                    not worker.units or (len(worker.units) < 2 and len(queue) >= self.slots)):
                 unit = queue.pop()
                 try:
                     worker.conn.send({"unit": unit, "mode": self.batched})
                 except (BrokenPipeError, OSError):
                     queue.push_front(unit)
-                    self._replace(worker)
-                    continue
-                worker.unit, worker.started = unit, time.monotonic()
-                worker.deadline = worker.started + self.timeout_s * len(unit)
+                    if not worker.units:       # idle and gone: replace it now; a busy
+                        self._replace(worker)  # one's death is handled by _check
+                    break
+                worker.units.append(unit)
+                if len(worker.units) == 1:
+                    worker.begin_next(time.monotonic(), self.timeout_s)
 
     def _collect(self, queue: UnitQueue, timeout: float) -> Iterator[Result]:
         waitables = [w.conn for w in self.pool] + [w.process.sentinel for w in self.pool]
@@ -166,13 +188,15 @@ class LocalExecutor:
                 worker.ready, self.startup_failures = True, 0
                 return
             if isinstance(message, list):
-                worker.unit = None
+                worker.units.popleft()
+                worker.begin_next(time.monotonic(), self.timeout_s)
                 yield from ({**r, "worker": worker.name} for r in message)
                 return
         if worker.process.sentinel in ready or not worker.process.is_alive():
             yield from self._died(worker, queue)
         elif worker.unit is not None and time.monotonic() > worker.deadline:
             unit = worker.unit
+            self._requeue_waiting(worker, queue)
             self._replace(worker)
             yield from queue.fail(unit, f"timeout after {self.timeout_s * len(unit):.0f} s",
                                   worker.name)
@@ -181,6 +205,7 @@ class LocalExecutor:
         worker.process.join(2.0)  # the pipe may report the death before the exit is reaped
         reason = f"worker died ({_death_reason(worker.process.exitcode)})"
         unit, was_ready = worker.unit, worker.ready
+        self._requeue_waiting(worker, queue)
         self._replace(worker)
         if unit is not None:
             yield from queue.fail(unit, reason, worker.name)
@@ -189,12 +214,19 @@ class LocalExecutor:
             if self.startup_failures >= STARTUP_FAILURES * len(self.pool):
                 yield from queue.drain(f"no worker could start: {reason}")
 
+    @staticmethod
+    def _requeue_waiting(worker: _Worker, queue: UnitQueue) -> None:
+        """Units sent ahead to a worker that is being replaced never started: back to the
+        front of the queue, in their order."""
+        for unit in reversed(list(worker.units)[1:]):
+            queue.push_front(unit)
+
     def abandon(self) -> list[int]:
         """Kill busy workers (their tasks stay pending for a resume); returns those task ids."""
         ids = []
         for worker in list(self.pool):
-            if worker.unit is not None:
-                ids += [task["id"] for task in worker.unit]
+            if worker.units:
+                ids += [task["id"] for unit in worker.units for task in unit]
                 self._replace(worker)
         return ids
 

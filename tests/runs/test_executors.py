@@ -14,6 +14,7 @@ from evograph.errors import ConfigError
 from evograph.runs import dask_executor
 from evograph.runs.config import load_config
 from evograph.runs.driver import create_run, run
+from evograph.runs.batching import plan_units
 from evograph.runs.executors import EXECUTORS, make_executor, worker_devices
 from evograph.runs.store import RunStore
 from evograph.runs.worker import evaluate_task, resolve_device
@@ -145,6 +146,32 @@ def test_local_executor_reports_a_hang_and_replaces_the_worker():
     finally:
         executor.close()
     assert not any(w.process.is_alive() for w in executor.pool)
+
+
+@pytest.mark.slow
+def test_local_executor_sends_ahead_and_requeues_what_a_dead_worker_never_started():
+    """One worker holds the next unit while it runs one; when it dies, only the unit it was
+    running is charged: the one sent ahead goes back to the queue and completes."""
+    tasks = mixed_tasks(4)
+    [first], *_ = plan_units(tasks, "never", 1, 16)       # the unit dispatched first
+    tasks.insert(0, tasks.pop(tasks.index(first)))
+    tasks[0]["fault"] = "sigkill"
+    executor = make_executor("local", workers=1, timeout_s=TIMEOUT_S)
+    held = []
+
+    def watch() -> bool:
+        held.append(len(executor.pool[0].units))
+        return False
+
+    try:
+        got = {r["id"]: r for r in executor.run(tasks, watch)}
+    finally:
+        executor.close()
+    assert max(held) == 2                                  # a unit was sent ahead
+    assert got[tasks[0]["id"]]["status"] == "failed"
+    assert "worker died" in got[tasks[0]["id"]]["error"]
+    assert [got[t["id"]]["status"] for t in tasks[1:]] == ["completed"] * 3
+    assert sorted(got) == sorted(t["id"] for t in tasks)
 
 
 def test_unknown_executor_is_one_clear_error():
