@@ -32,8 +32,10 @@ from ..compile.batched import batch_problem, score_batched
 from ..compile.builder import build
 from ..compile.fitness import Score, make_fitness
 from ..compile.inherit import inherit_weights
+from ..compile.train import make_optimizer
 from ..errors import InvalidGenome
 from ..genome.io import from_dict
+from ..genome.space import OPTIMIZERS as SPACE_OPTIMIZERS
 from ..genome.validate import analyze
 from .datasets import load_dataset
 from .faults import apply_module_fault, trigger_process_fault, with_fault
@@ -48,11 +50,13 @@ _BATCH_CACHE: dict = {}  # measured batching timings, per cost class (compile.ba
 
 def init_worker(threads: int = 1, device: str = "auto", memory_limit_mb: int = 0) -> None:
     """Set up a worker process: one torch thread (two intra-op threads stall badly on small
-    kernels), its device, and an address-space limit of ``memory_limit_mb`` MiB *beyond what
-    the process already maps* (a CUDA build of torch alone maps a few GiB of address space)."""
+    kernels), its device, torch's one-time initialisation paid up front (:func:`warm_up`), and
+    an address-space limit of ``memory_limit_mb`` MiB *beyond what the process already maps*
+    (a CUDA build of torch alone maps a few GiB of address space)."""
     torch.set_num_threads(threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     _WORKER["device"] = device or "auto"
+    warm_up(pick_device(_WORKER["device"]))
     if memory_limit_mb > 0 and not str(device).startswith("cuda"):  # CUDA reserves huge VM
         mapped = _mapped_bytes()
         hard = resource.getrlimit(resource.RLIMIT_AS)[1]
@@ -60,6 +64,23 @@ def init_worker(threads: int = 1, device: str = "auto", memory_limit_mb: int = 0
         if hard != resource.RLIM_INFINITY:
             soft = min(soft, hard)
         resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def warm_up(device: torch.device) -> None:
+    """One training step of a tiny network with every built-in optimizer gene, on ``device``.
+
+    The first ``step``/``zero_grad`` of a ``torch.optim`` optimizer in a process imports
+    ``torch._dynamo`` (and sympy with it): about 1.5 s, which would otherwise be charged to the
+    first candidate's training time (a skewed ``train_time`` objective) and to the engine's
+    overhead. On a GPU this also creates the CUDA context before the first task's clock starts.
+    """
+    model = torch.nn.Linear(4, 2).to(device)
+    x = torch.zeros(3, 4, device=device)
+    for name in SPACE_OPTIMIZERS:
+        optimizer = make_optimizer({"optimizer": name, "learning_rate": 1e-3}, model.parameters())
+        optimizer.zero_grad(set_to_none=True)
+        model(x).sum().backward()
+        optimizer.step()
 
 
 def _mapped_bytes() -> int:

@@ -7,6 +7,8 @@ or diverge. The dask executor is tested on one LocalCluster per module (started 
 
 import os
 import re
+import subprocess
+import sys
 
 import psutil
 import pytest
@@ -172,6 +174,17 @@ def test_local_executor_sends_ahead_and_requeues_what_a_dead_worker_never_starte
     assert "worker died" in got[tasks[0]["id"]]["error"]
     assert [got[t["id"]]["status"] for t in tasks[1:]] == ["completed"] * 3
     assert sorted(got) == sorted(t["id"] for t in tasks)
+
+
+def test_a_worker_pays_torch_one_time_imports_before_its_first_task():
+    """torch.optim's first step imports torch._dynamo (~1.5 s): init_worker does it up front, so
+    no candidate's training time carries it."""
+    code = ("import sys; from evograph.runs.worker import init_worker; "
+            "assert 'torch._dynamo' not in sys.modules; init_worker(1, 'cpu'); "
+            "assert 'torch._dynamo' in sys.modules; print('warm')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.stdout.strip() == "warm", out.stderr
 
 
 def test_unknown_executor_is_one_clear_error():
