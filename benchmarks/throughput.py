@@ -59,6 +59,7 @@ from evograph.runs.config import load_config
 from evograph.runs.datasets import load_dataset
 from evograph.runs.driver import create_run, run
 from evograph.runs.store import RunStore
+from evograph.runs.worker import warm_up
 from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -285,22 +286,23 @@ def population(widths, k: int, batch: int, steps: int, data, roof_one: float) ->
     genes = [g.gene for g in genomes]
     flops = k * steps * step_flops(genomes[0], data, batch)
 
-    def loop(n: int) -> None:
-        for i, (m, g) in enumerate(zip([copy.deepcopy(m) for m in modules[:n]], genomes)):
+    def loop(copies: list) -> None:
+        for i, (m, g) in enumerate(zip(copies, genomes)):
             train_steps(m, data, g.gene, steps, batch, i, CPU)
 
     def batched(direct: bool):
-        return lambda n: train_batched([copy.deepcopy(m) for m in modules[:n]], genes[:n],
-                                       data, steps, batch, range(n), CPU, direct=direct)
+        return lambda copies: train_batched(copies, genes[:len(copies)], data, steps, batch,
+                                            range(len(copies)), CPU, direct=direct)
 
     ways = {"per_model": loop, "vmap": batched(False), "direct": batched(True)}
     for way in ways.values():
-        way(2)                                                    # warm-up
+        way([copy.deepcopy(m) for m in modules[:2]])              # warm-up
     best = dict.fromkeys(ways, math.inf)
     for _ in range(2):  # the faster of two interleaved timings of each: load hits all alike
         for name, way in ways.items():
+            copies = [copy.deepcopy(m) for m in modules]          # fresh candidates, untimed
             t = time.perf_counter()
-            way(k)
+            way(copies)
             best[name] = min(best[name], time.perf_counter() - t)
     row = {"widths": list(widths), "k": k, "batch": batch, "steps": steps,
            "params": sum(p.numel() for p in modules[0].parameters()), "flops": flops}
@@ -362,6 +364,7 @@ def print_tables(report: dict) -> None:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     torch.set_num_threads(1)
+    warm_up(CPU)  # as every worker does: torch's one-time imports out of the plain loop's time
     start = time.perf_counter()
     per_core = roof(args.workers)
     report = {"benchmark": "throughput", "machine": machine(), "args": {

@@ -199,7 +199,10 @@ def train_batched(modules: Sequence[nn.Module], genes: Sequence[dict[str, Any]],
     for step in range(steps):
         idx = orders.next(device)                                          # (K, b)
         was_alive = population.alive
-        values = population.step(x_all[idx], y_all[idx], step + 1, grad_clip)
+        rows = idx.reshape(-1)       # index_select: several times faster than x_all[idx]
+        values = population.step(x_all.index_select(0, rows).view(*idx.shape, *x_all.shape[1:]),
+                                 y_all.index_select(0, rows).view(idx.shape), step + 1,
+                                 grad_clip)
         for i, value in enumerate(values):
             if was_alive[i] and not population.alive[i]:
                 curves.curves[i].append(value)                             # its last entry

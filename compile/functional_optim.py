@@ -107,16 +107,24 @@ def _momentum(params, grads, state, lr, wd, step, momentum: float = 0.9):
 
 @register_update("adam", ("exp_avg", "exp_avg_sq", "direction"))
 def _adam(params, grads, state, lr, wd, step, betas=(0.9, 0.999), eps: float = 1e-8):
-    """Adam's moments and direction by PyTorch's fused kernel (one pass instead of nine): run
-    with learning rate 1 on a zeroed ``direction`` tensor it leaves ``-m_hat / (sqrt(v_hat) +
-    eps)`` there, which then moves each row by its own learning rate."""
+    """Adam; with contiguous tensors by PyTorch's fused kernel (one pass over memory instead of
+    about nine): run with learning rate 1 on a zeroed ``direction`` tensor it leaves
+    ``-m_hat / (sqrt(v_hat) + eps)`` there, which then moves each row by its own learning rate.
+    (The kernel walks raw memory, so all its tensors must share one layout: contiguous.)"""
     b1, b2 = betas
     for p, g, m, v, d in zip(params, grads, state["exp_avg"], state["exp_avg_sq"],
                              state["direction"]):
-        torch._fused_adam_([d.zero_()], [_decayed(g, p, wd)], [m], [v], [],
-                           [torch.tensor(float(step), device=p.device)], lr=1.0, beta1=b1,
-                           beta2=b2, weight_decay=0.0, eps=eps, amsgrad=False, maximize=False)
-        _step_(p, -lr, d)
+        g = _decayed(g, p, wd)
+        if all(t.is_contiguous() for t in (p, g, m, v, d)):
+            torch._fused_adam_([d.zero_()], [g], [m], [v], [], [torch.tensor(
+                float(step), device=p.device)], lr=1.0, beta1=b1, beta2=b2, weight_decay=0.0,
+                eps=eps, amsgrad=False, maximize=False)
+            _step_(p, -lr, d)
+            continue
+        m.lerp_(g, 1 - b1)
+        v.mul_(b2).addcmul_(g, g, value=1 - b2)
+        scratch = _sqrt(v).div_((1 - b2 ** step) ** 0.5).add_(eps)   # torch's denom
+        _step_(p, lr / (1 - b1 ** step), torch.div(m, scratch, out=scratch))
 
 
 @register_update("adamax", ("exp_avg", "exp_inf"))

@@ -110,6 +110,26 @@ def test_functional_update_matches_torch_optim(name):
             torch.testing.assert_close(stacked[0][k], p.detach(), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("name", sorted(FUNCTIONAL_OPTIMIZERS))
+def test_functional_update_does_not_depend_on_memory_layout(name):
+    """Stacked parameters come contiguous (dense stacks) or transposed (vmap's weight layout);
+    Adam takes a fused kernel for the first and plain tensor code for the second."""
+    gen = torch.Generator().manual_seed(1)
+    base = torch.randn(2, 4, 6, generator=gen)
+    contiguous = [base.clone()]
+    transposed = [base.transpose(1, 2).contiguous().transpose(1, 2)]    # same values, strided
+    assert not transposed[0].is_contiguous()
+    lr, wd = torch.tensor([0.01, 0.002], dtype=torch.float64), torch.tensor([0.0, 0.1],
+                                                                            dtype=torch.float64)
+    states = [init_state(name, contiguous), init_state(name, transposed)]
+    for step in range(1, 4):
+        grad = torch.randn(2, 4, 6, generator=gen)
+        apply_update(name, contiguous, [grad], states[0], lr, wd, step)
+        apply_update(name, transposed, [grad.transpose(1, 2).contiguous().transpose(1, 2)],
+                     states[1], lr, wd, step)
+    torch.testing.assert_close(contiguous[0], transposed[0], rtol=1e-5, atol=1e-7)
+
+
 def test_every_optimizer_gene_of_the_spaces_can_batch():
     from evograph.genome.space import OPTIMIZERS as SPACE_OPTIMIZERS
     assert set(SPACE_OPTIMIZERS) <= set(FUNCTIONAL_OPTIMIZERS) <= set(OPTIMIZERS)
