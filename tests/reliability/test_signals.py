@@ -30,9 +30,11 @@ ROUNDS = 8 if FULL else 3
 
 @pytest.mark.slow
 def test_signals_at_random_points_exit_cleanly_and_resume(tmp_path):
-    # enough work (~0.1 s an evaluation) that every round's signal lands before the end
-    expected = final_state(reference(tmp_path, evaluations=20 * ROUNDS))
-    victim = make_run(tmp_path / "victim", evaluations=20 * ROUNDS)
+    # enough work (~0.1 s an evaluation, ~6 s a run per 3 rounds) that every round's signal,
+    # sent within 1 s of the driver's start, lands before the end
+    work = {"evaluations": 20 * ROUNDS, "extra": ("fitness.epochs=8",)}
+    expected = final_state(reference(tmp_path, **work))
+    victim = make_run(tmp_path / "victim", **work)
     rng = np.random.default_rng(7)
     delivered = 0
     for k in range(ROUNDS * 2):
