@@ -27,7 +27,8 @@ All in one run on digits, for the ``mlp`` and ``lse-conv`` spaces:
    children: the same network with K learning rates) trained by the plain per-model loop and
    together by ``compile.batched.train_batched`` — by its generic ``vmap`` path and by the
    direct path it takes for chains of dense layers — GFLOP/s, fraction of the one-core roof and
-   the speed-up of the direct path over the loop, for a few widths, K and batch sizes.
+   the speed-up of the direct path over the loop, for a few widths, K and batch sizes (median
+   of 5 interleaved timings of each way, 3 for the big networks).
 
 Usage::
 
@@ -43,6 +44,7 @@ import math
 import multiprocessing as mp
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -297,14 +299,18 @@ def population(widths, k: int, batch: int, steps: int, data, roof_one: float) ->
     ways = {"per_model": loop, "vmap": batched(False), "direct": batched(True)}
     for way in ways.values():
         way([copy.deepcopy(m) for m in modules[:2]])              # warm-up
-    best = dict.fromkeys(ways, math.inf)
-    for _ in range(2):  # the faster of two interleaved timings of each: load hits all alike
+    times: dict[str, list[float]] = {name: [] for name in ways}
+    repeats = 5
+    while len(times["direct"]) < repeats:  # interleaved, so that load hits every way alike
         for name, way in ways.items():
             copies = [copy.deepcopy(m) for m in modules]          # fresh candidates, untimed
             t = time.perf_counter()
             way(copies)
-            best[name] = min(best[name], time.perf_counter() - t)
-    row = {"widths": list(widths), "k": k, "batch": batch, "steps": steps,
+            times[name].append(time.perf_counter() - t)
+        if sum(t[0] for t in times.values()) > 3.0:
+            repeats = 3                                           # big networks: less noise
+    best = {name: statistics.median(t) for name, t in times.items()}
+    row = {"widths": list(widths), "k": k, "batch": batch, "steps": steps, "repeats": repeats,
            "params": sum(p.numel() for p in modules[0].parameters()), "flops": flops}
     for name, seconds in best.items():
         row.update({f"{name}_s": seconds, f"{name}_gflops": flops / seconds / 1e9,
