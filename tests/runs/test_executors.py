@@ -159,14 +159,15 @@ def test_local_executor_sends_ahead_and_requeues_what_a_dead_worker_never_starte
     tasks.insert(0, tasks.pop(tasks.index(first)))
     tasks[0]["fault"] = "sigkill"
     executor = make_executor("local", workers=1, timeout_s=TIMEOUT_S)
-    held = []
+    held, dispatch = [], executor._dispatch
 
-    def watch() -> bool:
+    def watch(queue) -> None:          # how many units the worker holds after each dispatch
+        dispatch(queue)
         held.append(len(executor.pool[0].units))
-        return False
 
+    executor._dispatch = watch
     try:
-        got = {r["id"]: r for r in executor.run(tasks, watch)}
+        got = {r["id"]: r for r in executor.run(tasks, lambda: False)}
     finally:
         executor.close()
     assert max(held) == 2                                  # a unit was sent ahead
