@@ -44,7 +44,7 @@ _aten = torch.ops.aten
 
 @dataclass(frozen=True)
 class DenseLayer:
-    """One ``Linear`` (+ activation) of the chain and where its tensors sit in the flat row."""
+    """One ``Linear`` (+ activation) of the chain: its parameter names, shape and activation."""
 
     weight: str            # parameter names in the module
     bias: str
@@ -123,7 +123,8 @@ def _activation_grad(g: Tensor, out: Tensor, pre: Tensor | None, name: str) -> T
 
 
 class DenseStack:
-    """K chain-of-dense candidates of one architecture as flat ``(K, P)`` rows."""
+    """K chain-of-dense candidates of one architecture in one flat buffer, layer-major: per
+    layer a ``(K, out, in)`` weight block and a ``(K, out)`` bias block (row k: candidate k)."""
 
     def __init__(self, modules: Sequence[nn.Module], layers: list[DenseLayer],
                  genes: Sequence[dict[str, Any]], device: torch.device,
@@ -214,14 +215,15 @@ class DenseStack:
         if not any(self.alive):
             return values
         self._backward(g, saved)
-        mask = torch.tensor(self.alive, device=self.device)
-        if not all(self.alive):
+        mask = torch.tensor(self.alive)
+        if not all(self.alive):              # stopped candidates: no NaN into the state
+            dead = ~mask.to(self.device).unsqueeze(1)
             for g in self.grad_blocks:
-                g.masked_fill_(~mask.unsqueeze(1), 0.0)
+                g.masked_fill_(dead, 0.0)
         if grad_clip > 0:
             clip_rows_(self.grad_blocks, grad_clip)
-        apply_update(self.optimizer, self.blocks, self.grad_blocks, self.state,
-                     self.lr * mask.cpu(), self.wd, step)
+        apply_update(self.optimizer, self.blocks, self.grad_blocks, self.state, self.lr * mask,
+                     self.wd, step)
         return values
 
     @torch.no_grad()
