@@ -107,24 +107,33 @@ def _momentum(params, grads, state, lr, wd, step, momentum: float = 0.9):
 
 @register_update("adam", ("exp_avg", "exp_avg_sq", "direction"))
 def _adam(params, grads, state, lr, wd, step, betas=(0.9, 0.999), eps: float = 1e-8):
-    """Adam; with contiguous tensors by PyTorch's fused kernel (one pass over memory instead of
-    about nine): run with learning rate 1 on a zeroed ``direction`` tensor it leaves
-    ``-m_hat / (sqrt(v_hat) + eps)`` there, which then moves each row by its own learning rate.
-    (The kernel walks raw memory, so all its tensors must share one layout: contiguous.)"""
+    """Adam; for contiguous tensors by one call of PyTorch's fused multi-tensor kernel (one pass
+    over memory instead of about nine): run with learning rate 1 on zeroed ``direction``
+    tensors it leaves ``-m_hat / (sqrt(v_hat) + eps)`` there, which then moves each row by its
+    own learning rate. (The kernel walks raw memory, so all its tensors must share one layout:
+    contiguous.) Other layouts take plain tensor code."""
     b1, b2 = betas
+    decays = bool(wd.any())
+    fused: list[tuple[Tensor, ...]] = []
     for p, g, m, v, d in zip(params, grads, state["exp_avg"], state["exp_avg_sq"],
                              state["direction"]):
-        g = _decayed(g, p, wd)
+        g = _decayed(g, p, wd) if decays else g
         if all(t.is_contiguous() for t in (p, g, m, v, d)):
-            torch._fused_adam_([d.zero_()], [g], [m], [v], [], [torch.tensor(
-                float(step), device=p.device)], lr=1.0, beta1=b1, beta2=b2, weight_decay=0.0,
-                eps=eps, amsgrad=False, maximize=False)
-            _step_(p, -lr, d)
+            fused.append((p, g, m, v, d))
             continue
         m.lerp_(g, 1 - b1)
         v.mul_(b2).addcmul_(g, g, value=1 - b2)
         scratch = _sqrt(v).div_((1 - b2 ** step) ** 0.5).add_(eps)   # torch's denom
         _step_(p, lr / (1 - b1 ** step), torch.div(m, scratch, out=scratch))
+    if not fused:
+        return
+    ps, gs, ms, vs, ds = (list(column) for column in zip(*fused))
+    torch._foreach_zero_(ds)
+    steps = [torch.tensor(float(step), device=ps[0].device)] * len(ps)
+    torch._fused_adam_(ds, gs, ms, vs, [], steps, lr=1.0, beta1=b1, beta2=b2, weight_decay=0.0,
+                       eps=eps, amsgrad=False, maximize=False)
+    for p, d in zip(ps, ds):
+        _step_(p, -lr, d)
 
 
 @register_update("adamax", ("exp_avg", "exp_inf"))
