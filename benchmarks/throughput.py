@@ -338,14 +338,14 @@ def population(widths, k: int, batch: int, steps: int, data, roof_one: float) ->
             way(copies)
             times[name].append(time.perf_counter() - t)
         if sum(t[0] for t in times.values()) > 3.0:
-            repeats = 3                                           # big networks: less noise
-    best = {name: statistics.median(t) for name, t in times.items()}
+            repeats = 3              # big networks: each run is long and relatively quiet
+    median = {name: statistics.median(t) for name, t in times.items()}
     row = {"widths": list(widths), "k": k, "batch": batch, "steps": steps, "repeats": repeats,
            "params": sum(p.numel() for p in modules[0].parameters()), "flops": flops}
-    for name, seconds in best.items():
+    for name, seconds in median.items():
         row.update({f"{name}_s": seconds, f"{name}_gflops": flops / seconds / 1e9,
                     f"{name}_roof_fraction": flops / seconds / 1e9 / roof_one})
-    row["speedup"] = best["per_model"] / best["direct"]
+    row["speedup"] = median["per_model"] / median["direct"]
     row["targets_met"] = row["direct_roof_fraction"] >= 0.5 and row["speedup"] >= 4
     return row
 
