@@ -14,9 +14,9 @@ import psutil
 import pytest
 from evograph.errors import ConfigError
 from evograph.runs import dask_executor
+from evograph.runs.batching import plan_units
 from evograph.runs.config import load_config
 from evograph.runs.driver import create_run, run
-from evograph.runs.batching import plan_units
 from evograph.runs.executors import EXECUTORS, make_executor, worker_devices
 from evograph.runs.store import RunStore
 from evograph.runs.worker import evaluate_task, resolve_device
