@@ -102,21 +102,6 @@ def test_label_smoothing_clipping_and_a_flat_input(data):
                         seeds=(1, 2))
 
 
-def test_a_diverging_candidate_stops_alone(data):
-    genomes = siblings(chain((16,), "relu", "momentum", 0.05))
-    modules = [build(g, seed=i) for i, g in enumerate(genomes)]
-    with torch.no_grad():
-        for p in modules[1].parameters():
-            p.fill_(float("nan"))
-    alone = [copy.deepcopy(m) for m in modules]
-    curves = train_batched(modules, [g.gene for g in genomes], data, 8, 32, [1, 2, 3], CPU)
-    assert len(curves[1]) == 1 and not np.isfinite(curves[1][-1])
-    for i in (0, 2):
-        expected = train_steps(alone[i], data, genomes[i].gene, 8, 32, i + 1, CPU)
-        np.testing.assert_allclose(curves[i], expected, **TOL)
-        assert_same_weights(modules[i], alone[i])
-
-
 def test_direct_and_vmap_paths_agree(data):
     genomes = siblings(chain((32, 16), "gelu", "adam"))
     modules = [build(g, seed=i) for i, g in enumerate(genomes)]
