@@ -32,6 +32,7 @@ class GenomeModule(nn.Module):
     def __init__(self, genome: Genome, info: GenomeInfo):
         super().__init__()
         self.genome_hash = genome.hash
+        self.params_and_flops = (info.params, info.flops)  # the genome's counts, analysed once
         self.input_shape = tuple(genome.input_node.get("shape"))
         self.work_shape = spatial_shape(self.input_shape)   # (C, L) is run as (C, 1, L)
         self.layers = nn.ModuleDict()
@@ -69,8 +70,8 @@ def build(genome: Genome, *, seed: int | None = 0, device: str | torch.device | 
     the global torch RNG, then move it to ``device`` (CPU when None)."""
     info = info or analyze(genome)
     with torch.random.fork_rng(devices=[]):
-        if seed is not None:
-            torch.manual_seed(seed)
+        if seed is not None:  # the CPU generator alone: torch.manual_seed would also queue
+            torch.default_generator.manual_seed(seed)  # a seed per accelerator (~0.13 ms)
         module = GenomeModule(genome, info)
     return module.to(device) if device is not None else module
 

@@ -9,7 +9,10 @@
   ``multiprocess``/``multiprocessing.Pool`` would hang instead. While the batch has work for
   every worker, each worker holds one unit more than it runs (sent ahead down its pipe), so it
   starts the next one the moment it reports, without waiting for the driver to record the
-  result; a unit sent ahead that never started goes back to the queue if its worker dies.
+  result. A worker writes a unit's weights (fsync and all) on a sender thread while it runs
+  the next unit, and sends the results once they are on disk; it says when each unit begins,
+  so a death or a timeout is charged to the unit running, and the others it held (sent ahead,
+  or finished with results unsent) go back to the queue uncharged.
 * ``dask`` — a ``dask.distributed`` cluster, see :mod:`evograph.runs.dask_executor`.
 
 Every executor has the same interface: ``slots`` (evaluations it runs at once),
@@ -26,7 +29,9 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import queue
 import signal
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -36,7 +41,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from .batching import UnitQueue, plan_units
-from .worker import evaluate_unit, init_worker, resolve_device
+from .worker import PendingWrite, evaluate_unit, init_worker, resolve_device
 
 Task = dict[str, Any]
 Result = dict[str, Any]
@@ -73,43 +78,95 @@ class SerialExecutor:
 
 
 def _worker_main(conn: Connection, device: str, memory_limit_mb: int) -> None:
-    """Loop of a pool worker: say ready, then receive a unit, evaluate it, send the results;
-    None stops it."""
+    """Loop of a pool worker: say ready, then for each unit received say it has begun,
+    evaluate it and hand its results to the sender thread (:func:`_send_results`), which
+    writes their weights and sends them while this thread goes on to the next unit; None stops
+    it, once the last results are sent."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver handles Ctrl-C for everyone
+    sending, outbox = threading.Lock(), queue.SimpleQueue()
+    sender = threading.Thread(target=_send_results, args=(conn, sending, outbox),
+                              name="evograph-sender", daemon=True)
+    sender.start()  # before init_worker limits the address space: its stack is mapped now
     init_worker(1, device, memory_limit_mb)
-    conn.send({"ready": os.getpid()})
+    with sending:
+        conn.send({"ready": os.getpid()})
     while True:
         try:
             message = conn.recv()
         except EOFError:
-            return
+            break
         if message is None:
-            return
-        conn.send(evaluate_unit(message["unit"], message["mode"]))
+            break
+        with sending:  # said before the work starts, so a crash is charged to this unit
+            conn.send({"begun": [task["id"] for task in message["unit"]]})
+        deferred: list[PendingWrite] = []
+        results = evaluate_unit(message["unit"], message["mode"], deferred)
+        outbox.put((deferred, results))
+    outbox.put(None)
+    sender.join()
+
+
+def _send_results(conn: Connection, sending: threading.Lock, outbox: queue.SimpleQueue) -> None:
+    """A pool worker's sender thread: for each unit evaluated, in order, write its weights
+    durably, then send its results (so a result the driver stores always has its weights)."""
+    while (item := outbox.get()) is not None:
+        writes, results = item
+        for write in writes:
+            write.run()
+        with sending:
+            try:
+                conn.send(results)
+            except (BrokenPipeError, OSError):
+                return  # the driver is gone
 
 
 @dataclass(eq=False)
 class _Worker:
+    """The supervisor's view of one pool worker. ``units`` were sent and not yet reported, in
+    order; the worker says when each begins, and the last one begun is the one running (those
+    before it are finished, their weights being written): a death is charged to it alone."""
+
     process: Any
     conn: Connection
     device: str
     name: str
     ready: bool = False
-    units: deque = field(default_factory=deque)  # sent, in order; the first one is running
+    units: deque = field(default_factory=deque)
+    begun: int = 0                               # how many of units, from the first, began
     started: float = 0.0                         # when the running unit began
     deadline: float = field(default=0.0)
 
     @property
     def unit(self) -> list[Task] | None:
-        """The unit running now, or None when idle."""
-        return self.units[0] if self.units else None
+        """The unit running now (the first one sent when none has said so yet), or None."""
+        if not self.units:
+            return None
+        return self.units[max(self.begun, 1) - 1]
 
-    def begin_next(self, now: float, timeout_s: float) -> None:
-        """The first unit sent has begun (the worker was idle, or just reported its previous
-        one): its timeout runs from now."""
+    def start_clock(self, now: float, timeout_s: float) -> None:
+        """The running unit's timeout runs from now."""
         if self.units:
             self.started = now
-            self.deadline = now + timeout_s * len(self.units[0])
+            self.deadline = now + timeout_s * len(self.unit)
+
+    def on_begun(self, now: float, timeout_s: float) -> None:
+        self.begun = min(self.begun + 1, len(self.units))
+        self.start_clock(now, timeout_s)
+
+    def on_results(self, now: float, timeout_s: float) -> list[Task]:
+        """The first unit reported; when no later one has begun yet, the clock of the next
+        runs from now (as if it began: a worker that never says so still times out)."""
+        unit = self.units.popleft()
+        self.begun = max(self.begun - 1, 0)
+        if not self.begun:
+            self.start_clock(now, timeout_s)
+        return unit
+
+    def not_running(self) -> list[list[Task]]:
+        """The units sent that are not the running one: finished but unreported, or never
+        begun. Safe to run again elsewhere."""
+        running = self.unit
+        return [unit for unit in self.units if unit is not running]
 
 
 class LocalExecutor:
@@ -170,7 +227,7 @@ class LocalExecutor:
                     break
                 worker.units.append(unit)
                 if len(worker.units) == 1:
-                    worker.begin_next(time.monotonic(), self.timeout_s)
+                    worker.start_clock(time.monotonic(), self.timeout_s)
 
     def _collect(self, queue: UnitQueue, timeout: float) -> Iterator[Result]:
         waitables = [w.conn for w in self.pool] + [w.process.sentinel for w in self.pool]
@@ -180,18 +237,7 @@ class LocalExecutor:
 
     def _check(self, worker: _Worker, ready: set, queue: UnitQueue) -> Iterator[Result]:
         if worker.conn in ready:
-            try:
-                message = worker.conn.recv()
-            except (EOFError, OSError):
-                message = None  # died while sending: the death check below handles it
-            if isinstance(message, dict) and "ready" in message:
-                worker.ready, self.startup_failures = True, 0
-                return
-            if isinstance(message, list):
-                worker.units.popleft()
-                worker.begin_next(time.monotonic(), self.timeout_s)
-                yield from ({**r, "worker": worker.name} for r in message)
-                return
+            yield from self._receive(worker)
         if worker.process.sentinel in ready or not worker.process.is_alive():
             yield from self._died(worker, queue)
         elif worker.unit is not None and time.monotonic() > worker.deadline:
@@ -200,6 +246,23 @@ class LocalExecutor:
             self._replace(worker)
             yield from queue.fail(unit, f"timeout after {self.timeout_s * len(unit):.0f} s",
                                   worker.name)
+
+    def _receive(self, worker: _Worker) -> Iterator[Result]:
+        """Every message the worker has sent so far: ready, begun, or a unit's results."""
+        try:
+            while True:
+                message = worker.conn.recv()
+                if isinstance(message, dict) and "ready" in message:
+                    worker.ready, self.startup_failures = True, 0
+                elif isinstance(message, dict) and "begun" in message:
+                    worker.on_begun(time.monotonic(), self.timeout_s)
+                elif isinstance(message, list):
+                    worker.on_results(time.monotonic(), self.timeout_s)
+                    yield from ({**r, "worker": worker.name} for r in message)
+                if not worker.conn.poll():
+                    return
+        except (EOFError, OSError):
+            return  # died while sending: the death check handles it
 
     def _died(self, worker: _Worker, queue: UnitQueue) -> Iterator[Result]:
         worker.process.join(2.0)  # the pipe may report the death before the exit is reaped
@@ -216,9 +279,10 @@ class LocalExecutor:
 
     @staticmethod
     def _requeue_waiting(worker: _Worker, queue: UnitQueue) -> None:
-        """Units sent ahead to a worker that is being replaced never started: back to the
-        front of the queue, in their order."""
-        for unit in reversed(list(worker.units)[1:]):
+        """Units of a worker being replaced other than the one running (sent ahead and never
+        begun, or finished with results unsent) are not its fault: back to the front of the
+        queue, in their order, uncharged."""
+        for unit in reversed(worker.not_running()):
             queue.push_front(unit)
 
     def abandon(self) -> list[int]:

@@ -153,6 +153,29 @@ def _save_weights(module: torch.nn.Module, path: str, meta: dict[str, str]) -> N
     atomic_write_bytes(Path(path), save(tensors, metadata=meta))
 
 
+@dataclasses.dataclass
+class PendingWrite:
+    """A trained module's weights, still to be written durably before its result may be sent.
+
+    A pool worker hands these to its sender thread (:mod:`evograph.runs.executors`), so that
+    the file write and its fsyncs overlap the next evaluation instead of preceding it; the
+    result leaves the worker only once its weights are on disk, so a stored result always has
+    its weights file (children inherit from it)."""
+
+    result: Result
+    module: torch.nn.Module
+    path: str
+    meta: dict[str, str]
+
+    def run(self) -> None:
+        """Write; a failure (a full disk) turns the result into a failed one, as it would have
+        been had the write happened inside the evaluation."""
+        try:
+            _save_weights(self.module, self.path, self.meta)
+        except Exception as exc:  # noqa: BLE001 - reported in the result, like any error
+            self.result.update(_error(exc), weights=None)
+
+
 def _prepare(task: Task, device: torch.device):
     """Build the task's genome on ``device`` and inherit its parent's weights."""
     genome = from_dict(task["genome"])
@@ -166,12 +189,19 @@ def _prepare(task: Task, device: torch.device):
     return genome, module, inherited
 
 
-def _complete(result: Result, task: Task, genome, module, score: Score) -> None:
+def _complete(result: Result, task: Task, genome, module, score: Score,
+              deferred: list[PendingWrite] | None = None) -> None:
+    """Fill in ``result`` from ``score`` and save the weights of a completed candidate: now,
+    or appended to ``deferred`` for the caller to write before sending the result."""
     result.update(status=score.status, fitness=score.fitness, metrics=score.metrics)
     if score.status == "completed" and task.get("weights_out"):
-        _save_weights(module, task["weights_out"], {"individual": str(task["id"]),
-                                                    "genome_hash": genome.hash})
+        write = PendingWrite(result, module, task["weights_out"],
+                             {"individual": str(task["id"]), "genome_hash": genome.hash})
         result["weights"] = task["weights_out"]
+        if deferred is None:
+            _save_weights(write.module, write.path, write.meta)
+        else:
+            deferred.append(write)
 
 
 def _error(exc: BaseException) -> dict[str, Any]:
@@ -190,8 +220,10 @@ def _device_of(task: Task) -> torch.device:
     return pick_device(resolve_device(task.get("device"), _WORKER["device"]))
 
 
-def evaluate_task(task: Task) -> Result:
-    """Build, inherit, score and save one candidate. Never raises: errors become statuses."""
+def evaluate_task(task: Task, deferred: list[PendingWrite] | None = None) -> Result:
+    """Build, inherit, score and save one candidate. Never raises: errors become statuses.
+    With ``deferred``, the weights are not written here but appended to it (see
+    :class:`PendingWrite`); the result then must not leave the process before they are."""
     start = time.perf_counter()
     task = with_fault(task)
     result = blank_result(task)
@@ -202,33 +234,38 @@ def evaluate_task(task: Task) -> Result:
         data = dataset_for(task, device)
         fitness = make_fitness(task["fitness"]["name"], task["fitness"]["params"])
         score = fitness.score(module, genome, data, seed=int(task["seed"]), device=device)
-        _complete(result, task, genome, module, score)
+        _complete(result, task, genome, module, score, deferred)
     except Exception as exc:  # noqa: BLE001 - one bad candidate never stops a run
         result.update(_error(exc))
     result["wall_time"] = time.perf_counter() - start
     return result
 
 
-def evaluate_group(tasks: list[Task], mode: str = "auto") -> list[Result]:
+def evaluate_group(tasks: list[Task], mode: str = "auto",
+                   deferred: list[PendingWrite] | None = None) -> list[Result]:
     """Evaluate tasks that share an architecture, optimizer, batch size, fitness and dataset,
     training them together when ``mode`` (a :class:`~evograph.compile.batched.BatchRule` mode)
     says so, else one by one. Never raises; results come back in the order of ``tasks``."""
     tasks = [with_fault(task) for task in tasks]
     start = time.perf_counter()
+    together: list[PendingWrite] = []  # kept only if the batched path succeeds
     try:
         for task in tasks:
             trigger_process_fault(task)  # a crash takes the group along; the executor splits it
-        results = _train_together(tasks, mode)
+        results = _train_together(tasks, mode, None if deferred is None else together)
     except Exception:  # noqa: BLE001 - anything odd in the batched path: fall back, one by one
         results = None
     if results is None:
-        return [evaluate_task(task) for task in tasks]
+        return [evaluate_task(task, deferred) for task in tasks]
+    if deferred is not None:
+        deferred.extend(together)
     for result in results:
         result["wall_time"] = (time.perf_counter() - start) / len(tasks)
     return results
 
 
-def _train_together(tasks: list[Task], mode: str) -> list[Result] | None:
+def _train_together(tasks: list[Task], mode: str,
+                    deferred: list[PendingWrite] | None) -> list[Result] | None:
     """The batched path of :func:`evaluate_group`; None when the group should go one by one."""
     if tasks[0]["fitness"]["name"] != "sgd":
         return None
@@ -252,13 +289,15 @@ def _train_together(tasks: list[Task], mode: str) -> list[Result] | None:
         result = blank_result(task)
         result["inherited"] = inherited
         score.metrics["batched"] = {"size": len(tasks), "speedup": speedup}
-        _complete(result, task, genome, module, score)
+        _complete(result, task, genome, module, score, deferred)
         results.append(result)
     return results
 
 
-def evaluate_unit(unit: list[Task], mode: str = "never") -> list[Result]:
-    """One unit of work: a single task, or a group (see :func:`evaluate_group`)."""
+def evaluate_unit(unit: list[Task], mode: str = "never",
+                  deferred: list[PendingWrite] | None = None) -> list[Result]:
+    """One unit of work: a single task, or a group (see :func:`evaluate_group`); ``deferred``
+    as in :func:`evaluate_task`."""
     if len(unit) == 1:
-        return [evaluate_task(unit[0])]
-    return evaluate_group(unit, mode)
+        return [evaluate_task(unit[0], deferred)]
+    return evaluate_group(unit, mode, deferred)

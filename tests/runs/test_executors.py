@@ -177,6 +177,67 @@ def test_local_executor_sends_ahead_and_requeues_what_a_dead_worker_never_starte
     assert sorted(got) == sorted(t["id"] for t in tasks)
 
 
+def test_a_result_leaves_its_worker_only_with_its_weights_on_disk(tmp_path):
+    """Pool workers write weights on a sender thread while the next unit runs; a result the
+    supervisor receives must already have its weights file (children inherit from it)."""
+    tasks = [{**t, "weights_out": str(tmp_path / f"{t['id']}.safetensors")}
+             for t in mixed_tasks(6)]
+    executor = make_executor("local", workers=1, timeout_s=TIMEOUT_S)
+    try:
+        for result in executor.run(tasks, lambda: False):
+            assert result["status"] == "completed"
+            assert os.path.getsize(result["weights"]) > 0  # on disk when it arrives
+    finally:
+        executor.close()
+
+
+def test_a_death_is_charged_to_the_unit_running_not_to_one_whose_weights_are_being_written(
+        tmp_path):
+    """A finished unit whose results are unsent when its worker dies (its weights still being
+    written) runs again, uncharged; the unit that was running is the one that failed."""
+    tasks = [{**t, "weights_out": str(tmp_path / f"{t['id']}.safetensors")}
+             for t in mixed_tasks(2)]
+    order = [unit[0]["id"] for unit in plan_units(tasks, "never", 1, 16)]
+    crashing = next(t for t in tasks if t["id"] == order[1])  # begins as the first finishes
+    crashing["fault"] = "sigkill"
+    executor = make_executor("local", workers=1, timeout_s=TIMEOUT_S)
+    try:
+        got = run_all(executor, tasks)
+    finally:
+        executor.close()
+    assert got[order[0]]["status"] == "completed"
+    assert os.path.getsize(got[order[0]]["weights"]) > 0
+    assert got[order[1]]["status"] == "failed" and "worker died" in got[order[1]]["error"]
+
+
+@pytest.mark.parametrize("begun_first", [True, False])
+def test_supervisor_knows_which_unit_runs_whatever_order_messages_arrive(begun_first):
+    """A worker says "begun" for a unit before running it and sends a unit's results after
+    writing its weights, so the next unit's "begun" and the previous unit's results race."""
+    from evograph.runs.executors import _Worker
+    a, b, c = [{"id": 1}], [{"id": 2}], [{"id": 3}]
+    worker = _Worker(process=None, conn=None, device="cpu", name="w")
+    worker.units.extend([a, b])
+    worker.start_clock(0.0, 10.0)
+    assert worker.unit is a and worker.not_running() == [b]  # nothing said yet: the first
+    worker.on_begun(1.0, 10.0)
+    assert worker.unit is a and worker.deadline == 11.0
+    if begun_first:
+        worker.on_begun(2.0, 10.0)                       # b begins; a's weights being written
+        assert worker.unit is b and worker.not_running() == [a]
+        assert worker.on_results(3.0, 10.0) is a
+        assert worker.deadline == 12.0                   # b's clock runs from its "begun"
+    else:
+        assert worker.on_results(2.0, 10.0) is a
+        assert worker.unit is b and worker.deadline == 12.0  # as if b began now
+        worker.on_begun(2.5, 10.0)
+        assert worker.deadline == 12.5
+    worker.units.append(c)
+    assert worker.unit is b and worker.not_running() == [c]
+    assert worker.on_results(4.0, 10.0) is b
+    assert worker.unit is c and worker.begun == 0
+
+
 def test_a_worker_pays_torch_one_time_imports_before_its_first_task():
     """torch.optim's first step imports torch._dynamo (~1.5 s): init_worker does it up front, so
     no candidate's training time carries it."""
