@@ -263,6 +263,7 @@ def space_section(space: str, args, tmp: Path, roof_all: float, roof_one: float)
                    models_per_hour=way["evaluations"] / way["steady_s"] * 3600,
                    models_per_hour_end_to_end=way["evaluations"] / way["wall_s"] * 3600)
         way["roof_fraction"] = way["gflops"] / roof_of
+    for way in ways:
         # work done per second over the 1-worker run's: the batched run trains candidates of
         # its own (batched results differ in the last bits, so its trajectory does), so its
         # speed is compared in training FLOP/s; for the others (the same candidates) this is
