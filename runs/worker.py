@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load as load_safetensors
 from safetensors.torch import load_file
 
 from .. import meta as _meta  # noqa: F401  (registers the meta-learners' fitness generators)
@@ -46,6 +47,7 @@ Result = dict[str, Any]
 
 _WORKER = {"device": "auto"}        # this process's device, set by init_worker
 _BATCH_CACHE: dict = {}  # measured batching timings, per cost class (compile.batched)
+SMALL_WEIGHTS_BYTES = 16 * 1024 * 1024  # parent weights up to this size are read whole
 
 
 def init_worker(threads: int = 1, device: str = "auto", memory_limit_mb: int = 0) -> None:
@@ -176,6 +178,15 @@ class PendingWrite:
             self.result.update(_error(exc), weights=None)
 
 
+def _load_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A weights file's tensors. A small file is read whole and parsed: a third of the time of
+    ``load_file``, which maps the file (70 against 195 us for 30k parameters); a big one is
+    mapped, so it is never held twice in memory."""
+    if path.stat().st_size <= SMALL_WEIGHTS_BYTES:
+        return load_safetensors(path.read_bytes())
+    return load_file(path)
+
+
 def _prepare(task: Task, device: torch.device):
     """Build the task's genome on ``device`` and inherit its parent's weights."""
     genome = from_dict(task["genome"])
@@ -183,7 +194,8 @@ def _prepare(task: Task, device: torch.device):
     inherited = None
     parent = task.get("parent_weights")
     if parent and Path(parent).exists():
-        report = inherit_weights(module, load_file(parent), bool(task.get("inherit", True)))
+        report = inherit_weights(module, _load_weights(Path(parent)),
+                                 bool(task.get("inherit", True)))
         inherited = report.to_dict()
     apply_module_fault(task, module)
     return genome, module, inherited
