@@ -279,14 +279,16 @@ class Driver:
         proposer = self.parts.proposer
         before = _population_ids(proposer)
         proposer.tell(results)
-        self.store.save_proposer_state(self.batch, "told", proposer.state_dict())
+        events = []
         if before is not None:  # deaths, for the lineage's ages at death
             told = {r.id for r in results if r.fitness is not None}
             gone = (before | told) - (_population_ids(proposer) or set())
             if gone:
                 born = max(r.id for r in results) + 1
-                self.store.log_event("died", f"{len(gone)} left the population",
-                                     {"ids": sorted(gone), "born": born})
+                events.append(("died", f"{len(gone)} left the population",
+                               {"ids": sorted(gone), "born": born}))
+        # one transaction: a crash after it must not lose the deaths (a resume does not re-tell)
+        self.store.save_proposer_state(self.batch, "told", proposer.state_dict(), events)
         self.phase = "told"
 
 

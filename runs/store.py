@@ -396,10 +396,15 @@ class RunStore:
                 c.execute("UPDATE births SET inherited = ? WHERE child = ?",
                           (_dumps(inherited), id))
 
-    def save_proposer_state(self, batch: int, phase: str, state: dict) -> None:
-        """Checkpoint the proposer (only the latest is kept)."""
+    def save_proposer_state(self, batch: int, phase: str, state: dict,
+                            events: Iterable[tuple[str, str, dict | None]] = ()) -> None:
+        """Checkpoint the proposer (only the latest is kept), with the events (kind, message,
+        data) that come with it in the same transaction: a crash keeps both or neither."""
+        now = time.time()
         with self._write("save_proposer_state") as c:
-            self._upsert_state(c, batch, phase, state, time.time())
+            self._upsert_state(c, batch, phase, state, now)
+            for kind, message, data in events:
+                self._insert_event(c, now, kind, message, data)
 
     @staticmethod
     def _upsert_state(c: sqlite3.Connection, batch: int, phase: str, state: dict,
@@ -412,8 +417,13 @@ class RunStore:
 
     def log_event(self, kind: str, message: str, data: dict | None = None) -> None:
         with self._write() as c:
-            c.execute("INSERT INTO events (time, kind, message, data) VALUES (?, ?, ?, ?)",
-                      (time.time(), kind, message, None if data is None else _dumps(data)))
+            self._insert_event(c, time.time(), kind, message, data)
+
+    @staticmethod
+    def _insert_event(c: sqlite3.Connection, now: float, kind: str, message: str,
+                      data: dict | None) -> None:
+        c.execute("INSERT INTO events (time, kind, message, data) VALUES (?, ?, ?, ?)",
+                  (now, kind, message, None if data is None else _dumps(data)))
 
     # reads -------------------------------------------------------------------------------------
 

@@ -221,6 +221,18 @@ def test_proposer_state_keeps_only_the_latest(store):
     assert table_count(store.run_dir, "proposer_state") == 1
 
 
+def test_a_checkpoint_and_its_events_are_stored_together_or_not_at_all(store):
+    """The driver's "told" checkpoint carries the deaths it caused: a resume does not tell
+    again, so a crash between the two would lose them."""
+    store.save_proposer_state(0, "told", {"step": 1}, [("died", "2 left", {"ids": [0, 1]})])
+    assert store.load_proposer_state() == (0, "told", {"step": 1})
+    assert [e["data"] for e in store.events("died")] == [{"ids": [0, 1]}]
+    with pytest.raises(TypeError):  # the event cannot be stored: neither is
+        store.save_proposer_state(1, "told", {"step": 2}, [("died", "bad", {"ids": {2}})])
+    assert store.load_proposer_state() == (0, "told", {"step": 1})
+    assert len(store.events("died")) == 1
+
+
 def test_events(store):
     store.log_event("resume", "resumed after interruption", {"in_flight": [3, 4]})
     store.log_event("warning", "most evaluations fail")
