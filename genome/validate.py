@@ -96,8 +96,29 @@ def check_structure(genome: Genome) -> list[int]:
     return genome.topological_order()
 
 
+_MEMO = "_analysis"  # a genome's analysis, kept on the (immutable) instance like a cached_property
+
+
 def analyze(genome: Genome, space: "SearchSpace | None" = None) -> GenomeInfo:
-    """Validate ``genome`` (and, if given, its fit to ``space``); return shapes and counts."""
+    """Validate ``genome`` (and, if given, its fit to ``space``); return shapes and counts.
+    Genomes are immutable, so the analysis is computed once per genome object (a mutation
+    validates its child, and the driver later wants the same child's FLOPs); only the fit to
+    ``space`` is checked on every call."""
+    info = genome.__dict__.get(_MEMO)
+    if info is None:
+        info = _analyze(genome)
+        genome.__dict__[_MEMO] = info
+    if space is not None:
+        space.check(genome, info)
+    return info
+
+
+def known_analysis(genome: Genome) -> GenomeInfo | None:
+    """The genome's analysis if some :func:`analyze` call already made it, else None (free)."""
+    return genome.__dict__.get(_MEMO)
+
+
+def _analyze(genome: Genome) -> GenomeInfo:
     for node in genome.nodes:
         check_params(node)
     order = check_structure(genome)
@@ -118,11 +139,8 @@ def analyze(genome: Genome, space: "SearchSpace | None" = None) -> GenomeInfo:
         out_shapes[node_id] = shape_out
         node_params[node_id], node_flops = spec.count(node, in_shapes[node_id], shape_out)
         flops += node_flops
-    info = GenomeInfo(tuple(order), in_shapes, out_shapes, node_params,
+    return GenomeInfo(tuple(order), in_shapes, out_shapes, node_params,
                       sum(node_params.values()), flops)
-    if space is not None:
-        space.check(genome, info)
-    return info
 
 
 def validate(genome: Genome, space: "SearchSpace | None" = None) -> GenomeInfo:

@@ -82,9 +82,13 @@ def plan_units(tasks: list[Task], mode: str = "never", slots: int = 1,
 
 def estimated_cost(unit: list[Task]) -> int:
     """Training work of a unit, up to a common factor: forward FLOPs per sample of each member
-    (the samples seen and the epochs are the run's, the same for every task)."""
+    (the samples seen and the epochs are the run's, the same for every task) — a task's
+    ``flops`` hint when the driver knows it, else from its genome."""
     total = 0
     for task in unit:
+        if task.get("flops") is not None:
+            total += int(task["flops"])
+            continue
         try:
             total += analyze(from_dict(task["genome"])).flops
         except (EvographError, KeyError, TypeError, ValueError):

@@ -26,6 +26,7 @@ import torch
 
 from ..errors import RunStoreError
 from ..genome.io import to_dict
+from ..genome.validate import known_analysis
 from ..selection.base import Result
 from .config import RunConfig, config_from_dict
 from .executors import make_executor
@@ -150,6 +151,7 @@ class Driver:
         if state is not None:
             parts.proposer.load_state_dict(state[2])
         self.batch, self.phase = (state[0], state[1]) if state else (0, "told")
+        self.flops: dict[int, int] = {}  # the batch's FLOPs per sample, where already known
         interrupted = store.unfinished()
         if interrupted:  # in flight when the last driver died: they will run again
             store.mark_pending(interrupted)
@@ -218,6 +220,9 @@ class Driver:
                  "arch_hash": p.genome.arch_hash, "seed": p.seed, "parents": list(p.parents),
                  "edit": p.edit.to_dict() if p.edit else None} for p in proposals]
         self.store.add_batch(self.batch, rows, self.parts.proposer.state_dict())
+        # FLOPs the strategy's validation already worked out: the executors' cost hint
+        self.flops = {p.id: info.flops for p in proposals
+                      if (info := known_analysis(p.genome)) is not None}
         self.phase = "asked"
 
     def _task(self, individual_id: int) -> dict[str, Any]:
@@ -231,6 +236,7 @@ class Driver:
                 "dataset": config.to_dict()["dataset"],
                 "fitness": {"name": config.fitness.name, "params": config.fitness.params},
                 "weights_out": str(self.store.weights_file(row.id)),
+                **({"flops": self.flops[row.id]} if row.id in self.flops else {}),
                 "run_dir": str(self.store.run_dir),
                 "device": "" if config.executor.device == "auto" else config.executor.device}
 

@@ -2,11 +2,12 @@
 
 import time
 
+import numpy as np
 import pytest
 import torch
-
 from evograph.errors import InvalidGenome
 from evograph.genome import Genome, Node, analyze, get_space
+from evograph.genome.io import from_dict, to_dict
 
 
 def conv(i, c=4, k=3, s=1, bn=False):
@@ -97,3 +98,16 @@ def test_space_rejects_genes_and_ops_outside_it():
     plain = Genome.make([INPUT, out(1)], [(0, 1)], {"optimizer": "lbfgs"})
     with pytest.raises(InvalidGenome, match="genes: optimizer 'lbfgs'"):
         analyze(plain, space)
+
+
+def test_analysis_is_made_once_per_genome_and_the_space_checked_every_time():
+    from evograph.genome.validate import known_analysis
+    genome = get_space("mlp").sample(np.random.default_rng(0), (1, 8, 8), 10)
+    copy = from_dict(to_dict(genome))          # an equal genome, a fresh object
+    assert known_analysis(copy) is None
+    info = analyze(copy)
+    assert known_analysis(copy) is info and analyze(copy) is info
+    assert info == analyze(from_dict(to_dict(genome)))
+    tight = get_space("mlp", max_params=info.params - 1)
+    with pytest.raises(InvalidGenome):        # the fit to a space is not memoised
+        analyze(copy, tight)

@@ -53,6 +53,15 @@ def test_costliest_units_go_first_when_several_slots_share_a_batch():
     assert ids(plan_units(tasks, "never", 1)) == [[t["id"]] for t in tasks]
 
 
+def test_a_cost_hint_from_the_driver_is_used_as_given():
+    """The driver passes the FLOPs its strategy's validation already computed; they order the
+    units without parsing a genome again (checked with a genome that could not be parsed)."""
+    task = mixed_tasks(1)[0]
+    assert estimated_cost([{**task, "genome": {"format": "nonsense"}, "flops": 123}]) == 123
+    assert estimated_cost([{**task, "genome": {"format": "nonsense"}}]) == 0
+    assert estimated_cost([task]) == estimated_cost([{**task, "flops": estimated_cost([task])}])
+
+
 def test_a_failed_group_comes_back_as_single_tasks():
     queue = UnitQueue([[{"id": 1}, {"id": 2}], [{"id": 3}]])
     unit = queue.pop()

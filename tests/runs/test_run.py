@@ -185,3 +185,21 @@ def test_missing_run_dir_is_one_line(tmp_path):
     result = subprocess.run([sys.executable, "-m", "evograph.runs.cli", "status",
                              str(tmp_path / "nope")], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_driver_hands_executors_the_flops_its_strategy_already_knew(tmp_path, monkeypatch):
+    """Tasks carry their genome's FLOPs per sample (from the mutation's validation) so that
+    ordering units costliest-first never parses a genome again."""
+    from evograph.genome.io import from_dict
+    from evograph.genome.validate import analyze
+    from evograph.runs import executors
+    seen, plan = [], executors.plan_units
+
+    def record(tasks, *args, **kwargs):
+        seen.extend(tasks)
+        return plan(tasks, *args, **kwargs)
+
+    monkeypatch.setattr(executors, "plan_units", record)
+    assert run(create_run(tiny_config(), tmp_path / "run"), live=False).finished
+    assert len(seen) == 10 and all("flops" in task for task in seen)
+    assert all(task["flops"] == analyze(from_dict(task["genome"])).flops for task in seen)
