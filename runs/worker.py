@@ -209,11 +209,11 @@ def _complete(result: Result, task: Task, genome, module, score: Score,
     if score.status == "completed" and task.get("weights_out"):
         write = PendingWrite(result, module, task["weights_out"],
                              {"individual": str(task["id"]), "genome_hash": genome.hash})
-        result["weights"] = task["weights_out"]
-        if deferred is None:
+        if deferred is None:  # a failure raises before the result names a weights file
             _save_weights(write.module, write.path, write.meta)
         else:
             deferred.append(write)
+        result["weights"] = task["weights_out"]
 
 
 def _error(exc: BaseException) -> dict[str, Any]:

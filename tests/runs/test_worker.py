@@ -26,3 +26,17 @@ def test_a_child_inherits_the_same_weights_whether_the_parent_file_is_read_or_ma
     assert read["metrics"]["loss_curve"] == mapped["metrics"]["loss_curve"]
     fresh = evaluate_task({**child, "parent_weights": None})
     assert fresh["metrics"]["loss_curve"] != read["metrics"]["loss_curve"]  # it did inherit
+
+
+def test_a_weights_write_that_fails_leaves_a_failed_result_naming_no_weights(tmp_path):
+    """Written in the evaluation (serial, Dask) or later by a pool worker's sender thread, a
+    write that fails (here: its folder is missing) makes the result failed, without a file."""
+    task = {**mixed_tasks(1)[0], "weights_out": str(tmp_path / "missing" / "w.safetensors")}
+    inline = evaluate_task(task)
+    deferred: list = []
+    later = evaluate_task(task, deferred)
+    assert later["status"] == "completed" and len(deferred) == 1  # not written yet
+    deferred[0].run()
+    for result in (inline, later):
+        assert result["status"] == "failed" and "FileNotFoundError" in result["error"]
+        assert result["weights"] is None
