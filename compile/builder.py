@@ -32,7 +32,6 @@ class GenomeModule(nn.Module):
     def __init__(self, genome: Genome, info: GenomeInfo):
         super().__init__()
         self.genome_hash = genome.hash
-        self.params_and_flops = (info.params, info.flops)  # the genome's counts, analysed once
         self.input_shape = tuple(genome.input_node.get("shape"))
         self.work_shape = spatial_shape(self.input_shape)   # (C, L) is run as (C, 1, L)
         self.layers = nn.ModuleDict()

@@ -123,9 +123,9 @@ class SGDTraining:
                train_time: float, device: torch.device) -> Score:
         """The score of a trained module: validation and test accuracy and loss, or infeasible
         when training or validation went non-finite. (Batched training ends here too.)"""
-        params, flops = getattr(module, "params_and_flops", None) or _params_and_flops(genome)
-        metrics: dict[str, Any] = {"loss_curve": curve, "params": params, "flops": flops,
-                                   "train_time": train_time}
+        info = analyze(genome)  # made once per genome object: the build's analysis
+        metrics: dict[str, Any] = {"loss_curve": curve, "params": info.params,
+                                   "flops": info.flops, "train_time": train_time}
         if curve and not math.isfinite(curve[-1]):
             return Score.infeasible("non-finite training loss", **metrics)
         val_acc, val_loss = evaluate(module, data.x_val, data.y_val, device,
@@ -137,11 +137,6 @@ class SGDTraining:
         if not math.isfinite(val_loss):
             return Score.infeasible("non-finite validation loss", **metrics)
         return Score("completed", val_acc, metrics).checked()
-
-
-def _params_and_flops(genome: Genome) -> tuple[int, int]:
-    info = analyze(genome)
-    return info.params, info.flops
 
 
 def train_steps(module: nn.Module, data: Splits, genes: dict[str, Any], steps: int, batch: int,
