@@ -27,8 +27,8 @@ All in one run on digits, for the ``mlp`` and ``lse-conv`` spaces:
    candidate and as a share of the evaluation time; beside it the plain wall-time difference,
    which also carries how fast each process happened to train (worker start-up is reported
    separately; it is paid once per run). The same overhead is measured once more with longer
-   evaluations (the demo's config trained 30 epochs instead of 4;
-   1 worker against the plain loop).
+   evaluations (the demo's config trained 30 epochs instead of 4; 1 worker against the plain
+   loop).
 4. **Population training** (``mlp``): K siblings of one architecture (ALTER-LEARNING-RATE
    children: the same network with K learning rates) trained by the plain per-model loop and
    together by ``compile.batched.train_batched`` — by its generic ``vmap`` path and by the
