@@ -126,6 +126,10 @@ class UnitQueue:
     def push_front(self, unit: list[Task]) -> None:
         self.units.appendleft(unit)
 
+    def extend(self, units: Iterable[list[Task]]) -> None:
+        """Queue ``units`` behind those waiting (an earlier batch finishes first)."""
+        self.units.extend(units)
+
     def fail(self, unit: list[Task], reason: str, worker: str = "") -> list[Result]:
         """A unit's worker died or timed out: split a group and re-queue its members (they are
         retried alone, so only the culprit fails); a single task is reported failed."""
@@ -139,3 +143,27 @@ class UnitQueue:
         results = [failed_result(task, reason) for unit in self.units for task in unit]
         self.units.clear()
         return results
+
+
+class QueueingExecutor:
+    """What every executor shares: the queue of the ``run`` in progress, which :meth:`submit`
+    may extend between two of its results (the driver's pipelined batches, retries); ``run``
+    ends once every task it was given, or was submitted meanwhile, has reported."""
+
+    batched: str = "never"
+    max_group: int = 16
+    slots: int
+    _queue: UnitQueue | None = None
+
+    def _plan(self, tasks: list[Task]) -> list[list[Task]]:
+        return plan_units(tasks, self.batched, self.slots, self.max_group)
+
+    def _start_queue(self, tasks: list[Task]) -> UnitQueue:
+        self._queue = UnitQueue(self._plan(tasks))
+        return self._queue
+
+    def submit(self, tasks: list[Task]) -> None:
+        """More tasks for the ``run`` being iterated, queued behind those waiting."""
+        if self._queue is None:
+            raise RuntimeError("submit() adds to a run in progress: call run() first")
+        self._queue.extend(self._plan(tasks))

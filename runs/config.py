@@ -77,6 +77,8 @@ class ExecutorConfig:
     batched: str = "auto"          # auto | always | never: vmap training of shared architectures
     batch: int = 0                 # proposals per synchronous batch (0: one per worker slot);
                                    # fix it to replay a run exactly on another worker count
+    pipeline: int = 0              # batches asked ahead of the oldest one still evaluating (0:
+                                   # synchronous); 1 keeps workers busy through ask/tell
 
     def check(self) -> None:
         if self.name not in ("serial", "local", "dask"):
@@ -87,6 +89,7 @@ class ExecutorConfig:
         _in_range("retries", self.retries, 0, 20)
         _in_range("memory_limit_mb", self.memory_limit_mb, 0, None)
         _in_range("batch", self.batch, 0, 4096)
+        _in_range("pipeline", self.pipeline, 0, 64)
         if self.batched not in ("auto", "always", "never"):
             raise ValueError(f"batched: must be auto, always or never (got {self.batched!r})")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):

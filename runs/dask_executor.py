@@ -30,7 +30,7 @@ from typing import Any
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from ..errors import ConfigError
-from .batching import UnitQueue, plan_units
+from .batching import QueueingExecutor, UnitQueue
 from .executors import EXECUTORS, worker_devices
 from .worker import evaluate_unit
 
@@ -41,8 +41,9 @@ Result = dict[str, Any]
 class EvographWorkerPlugin(WorkerPlugin):
     """Sets up every (re)started dask worker like a ``local`` pool worker."""
 
-    def __init__(self, devices: list[str] | None, memory_limit_mb: int):
-        self.devices, self.memory_limit_mb = devices, memory_limit_mb
+    def __init__(self, devices: list[str] | None, memory_limit_mb: int,
+                 preload: Task | None = None):
+        self.devices, self.memory_limit_mb, self.preload = devices, memory_limit_mb, preload
 
     def setup(self, worker: Any) -> None:
         from evograph.runs.worker import init_worker  # imports torch before the first task
@@ -51,7 +52,7 @@ class EvographWorkerPlugin(WorkerPlugin):
             name = str(worker.name)
             index = int(name) if name.isdigit() else sum(map(ord, name))
             device = self.devices[index % len(self.devices)]
-        init_worker(1, device, self.memory_limit_mb)
+        init_worker(1, device, self.memory_limit_mb, self.preload)
 
 
 @dataclass
@@ -62,14 +63,15 @@ class _Flight:
     deadline: float | None = None   # from the moment it is seen processing
 
 
-class DaskExecutor:
+class DaskExecutor(QueueingExecutor):
     """Evaluate units on a dask.distributed cluster (see the module docstring)."""
 
     name = "dask"
 
     def __init__(self, workers: int = 0, device: str = "auto", per_gpu: int = 1,
                  timeout_s: float = 600.0, memory_limit_mb: int = 0, scheduler: str = "",
-                 batched: str = "never", max_group: int = 16, **_: Any):
+                 batched: str = "never", max_group: int = 16, preload: Task | None = None,
+                 **_: Any):
         self.timeout_s, self.batched, self.max_group = timeout_s, batched, max_group
         self.cluster, devices = None, None
         if scheduler:
@@ -78,7 +80,7 @@ class DaskExecutor:
             devices = worker_devices(workers, device, per_gpu)
             self.cluster = _local_cluster(len(devices))
             self.client = _connect(self.cluster)
-        self.client.register_plugin(EvographWorkerPlugin(devices, memory_limit_mb),
+        self.client.register_plugin(EvographWorkerPlugin(devices, memory_limit_mb, preload),
                                     name="evograph-worker")
         self._slots = max(1, sum(self.client.nthreads().values()))
         self.flight: dict[str, _Flight] = {}
@@ -89,15 +91,15 @@ class DaskExecutor:
         return self._slots
 
     def run(self, tasks: list[Task], should_stop: Callable[[], bool]) -> Iterator[Result]:
-        queue = UnitQueue(plan_units(tasks, self.batched, self.slots, self.max_group))
+        queue = self._start_queue(tasks)
         while queue or self.flight:
             if should_stop():
                 return  # the driver abandons in-flight tasks; they stay pending for resume
             while queue and len(self.flight) < self.slots:
-                self._submit(queue.pop())
+                self._launch(queue.pop())
             yield from self._harvest(queue)
 
-    def _submit(self, unit: list[Task]) -> None:
+    def _launch(self, unit: list[Task]) -> None:
         key = f"evograph-eval-{uuid.uuid4().hex}"
         future = self.client.submit(evaluate_unit, unit, self.batched, key=key, pure=False,
                                     retries=0)

@@ -1,12 +1,21 @@
 """The run driver: ask -> evaluate -> tell, with every step committed to the run store.
 
-Batches are synchronous: the proposer is asked for one batch (as many proposals as the executor
-has slots), the batch and the proposer's state after the ask are committed in one transaction,
-each evaluation is committed as it finishes, and once the whole batch is in, the proposer is told
-the results *in id order* and its state committed again. The sequence of proposals therefore
-depends only on the seed — not on worker count or completion order — and after a crash or a
-``kill -9`` the run resumes from the last committed state, re-running only the evaluations that
-were in flight, and ends in exactly the state an uninterrupted run reaches (deterministic CPU).
+The proposer is asked for one batch at a time (``executor.batch`` proposals, or as many as the
+executor has slots); the batch and the proposer's state after the ask are committed in one
+transaction, each evaluation is committed as it finishes, and once a whole batch is in, the
+proposer is told its results *in id order* and its state committed again. Batches are told in
+the order they were asked.
+
+With ``executor.pipeline = P`` the driver asks up to P batches ahead of the oldest one still
+evaluating: batch ``k + 1 + P`` is asked right after batch ``k`` is told, while batches
+``k + 1 .. k + P`` still run, so workers never wait for the driver's tell and ask (nor for the
+slowest candidate of a batch). P = 0 is the synchronous loop. For any P, the sequence of
+operations on the proposer — and so the sequence of proposals — depends only on the seed, not
+on the worker count or the order in which results arrive; after a crash or a ``kill -9`` the run
+resumes from the last committed state, re-running only the evaluations that were in flight, and
+ends in exactly the state an uninterrupted run reaches (deterministic CPU). This bounded,
+deterministic staleness is the asynchronous evolution of Real et al. (2019, *Regularized
+Evolution for Image Classifier Architecture Search*), made replayable.
 """
 
 from __future__ import annotations
@@ -150,8 +159,13 @@ class Driver:
         state = store.load_proposer_state()
         if state is not None:
             parts.proposer.load_state_dict(state[2])
-        self.batch, self.phase = (state[0], state[1]) if state else (0, "told")
-        self.flops: dict[int, int] = {}  # the batch's FLOPs per sample, where already known
+        self.asked, self.told = store.last_batch(), store.told_batch()
+        # batches asked and not told: their unfinished ids (a batch is told once this is empty)
+        self.open: dict[int, set[int]] = {b: set(store.unfinished(b))
+                                          for b in range(self.told + 1, self.asked + 1)}
+        self.batch_of = {i: b for b in self.open for i in store.batch_ids(b)}
+        self.flops: dict[int, int] = {}  # FLOPs per sample of asked candidates, where known
+        self.stopping: str | None = None  # why no more batches are asked
         interrupted = store.unfinished()
         if interrupted:  # in flight when the last driver died: they will run again
             store.mark_pending(interrupted)
@@ -164,31 +178,21 @@ class Driver:
         executor = make_executor(ex.name, workers=ex.workers, device=ex.device,
                                  per_gpu=ex.per_gpu, timeout_s=ex.timeout_s,
                                  memory_limit_mb=ex.memory_limit_mb, scheduler=ex.scheduler,
-                                 batched=ex.batched)
+                                 batched=ex.batched, preload=self._data_spec())
         self.store.log_event("started", f"driver started with {executor.slots} slot(s)",
                              {"pid": os.getpid()})
         log.info("driver started (%s executor, %d slots)", ex.name, executor.slots)
-        reason = "budget reached"
+        self.slots = self.config.executor.batch or executor.slots
         try:
             with self.progress:
-                while True:
-                    if self.phase == "asked":
-                        self._finish_batch(executor)
-                        if self.stop():
-                            break
-                        self._tell()
-                    why = self._why_stop()
-                    if why:
-                        reason = why
-                        break
-                    self._ask(self.config.executor.batch or executor.slots)
+                self._evolve(executor)
         finally:
             if self.stop():
                 executor.abandon()
                 self.store.mark_pending(self.store.unfinished())  # re-run on resume
             executor.close()
+        reason = self.stop.reason or self.stopping or "budget reached"
         finished = reason.startswith(("budget reached", "time budget")) and not self.stop()
-        reason = self.stop.reason or reason
         self.store.log_event("stopped", reason)
         log.info("driver stopped: %s", reason)
         return RunOutcome(self.store.run_dir, finished, reason, self.store.summary())
@@ -212,18 +216,65 @@ class Driver:
         return None
 
     # -- ask / evaluate / tell ---------------------------------------------------------------------
-    def _ask(self, slots: int) -> None:
+    def _evolve(self, executor) -> None:
+        """Evaluate the open batches' candidates as one stream; whenever the oldest open batch
+        is complete, tell it and ask ahead again, feeding the new tasks to the running executor.
+        Ends once asking has stopped and every batch is told, or on a stop signal."""
+        self._advance()
+        while self.open and not self.stop():
+            todo = sorted(i for ids in self.open.values() for i in ids)
+            for result in executor.run(self._start(todo), self.stop):
+                if self._take(result):  # a transient failure: once more
+                    executor.submit(self._start([result["id"]]))
+                new = self._advance()
+                if new:
+                    executor.submit(self._start(new))
+
+    def _advance(self) -> list[int]:
+        """Tell every complete batch at the head of the open ones, in order, asking ahead after
+        each; returns the ids asked."""
+        asked = self._ask_ahead()
+        while self.told + 1 in self.open and not self.open[self.told + 1]:
+            del self.open[self.told + 1]
+            self._tell(self.told + 1)
+            asked += self._ask_ahead()
+        return asked
+
+    def _ask_ahead(self) -> list[int]:
+        """Ask batches while fewer than ``1 + pipeline`` are open and nothing says stop."""
+        asked: list[int] = []
+        while self.stopping is None and len(self.open) <= self.config.executor.pipeline:
+            self.stopping = self._why_stop()
+            if self.stopping is None:
+                asked += self._ask(self.slots)
+        return asked
+
+    def _ask(self, slots: int) -> list[int]:
         remaining = self.config.budget.evaluations - self.store.count_individuals()
         proposals = self.parts.proposer.ask(max(1, min(slots, remaining)))
-        self.batch += 1
+        self.asked += 1
         rows = [{"id": p.id, "genome": to_dict(p.genome), "genome_hash": p.genome.hash,
                  "arch_hash": p.genome.arch_hash, "seed": p.seed, "parents": list(p.parents),
                  "edit": p.edit.to_dict() if p.edit else None} for p in proposals]
-        self.store.add_batch(self.batch, rows, self.parts.proposer.state_dict())
+        self.store.add_batch(self.asked, rows, self.parts.proposer.state_dict())
         # FLOPs the strategy's validation already worked out: the executors' cost hint
-        self.flops = {p.id: info.flops for p in proposals
-                      if (info := known_analysis(p.genome)) is not None}
-        self.phase = "asked"
+        self.flops.update({p.id: info.flops for p in proposals
+                           if (info := known_analysis(p.genome)) is not None})
+        ids = [p.id for p in proposals]
+        self.open[self.asked] = set(ids)
+        self.batch_of.update(dict.fromkeys(ids, self.asked))
+        return ids
+
+    def _data_spec(self) -> dict[str, Any]:
+        """What a worker needs to load the run's dataset (a task carries the same)."""
+        config = self.config
+        return {"data_seed": config.seed, "dataset": config.to_dict()["dataset"],
+                "device": "" if config.executor.device == "auto" else config.executor.device}
+
+    def _start(self, ids: list[int]) -> list[dict[str, Any]]:
+        """Mark evaluations running (attempt + 1) and make their tasks."""
+        self.store.mark_running(ids)
+        return [self._task(i) for i in ids]
 
     def _task(self, individual_id: int) -> dict[str, Any]:
         row = self.store.individual(individual_id)
@@ -232,32 +283,24 @@ class Driver:
         config = self.config
         return {"id": row.id, "genome": row.genome, "seed": row.seed,
                 "parent_weights": str(parent_file) if parent_file else None,
-                "inherit": row.inherit, "data_seed": config.seed,
-                "dataset": config.to_dict()["dataset"],
+                "inherit": row.inherit, **self._data_spec(),
                 "fitness": {"name": config.fitness.name, "params": config.fitness.params},
                 "weights_out": str(self.store.weights_file(row.id)),
                 **({"flops": self.flops[row.id]} if row.id in self.flops else {}),
-                "run_dir": str(self.store.run_dir),
-                "device": "" if config.executor.device == "auto" else config.executor.device}
+                "run_dir": str(self.store.run_dir)}
 
-    def _finish_batch(self, executor) -> None:
-        """Evaluate this batch's unfinished individuals, retrying crashes a bounded number of
-        times; commit each result as it arrives."""
-        retries = self.config.executor.retries
-        todo = self.store.unfinished(self.batch)
-        while todo and not self.stop():
-            self.store.mark_running(todo)
-            again = []
-            for result in executor.run([self._task(i) for i in todo], self.stop):
-                attempt = self.store.evaluation(result["id"]).attempt
-                if (result["status"] == "failed" and attempt <= retries
-                        and not is_disk_full(result.get("error"))):
-                    log.warning("evaluation %s failed (attempt %d): %s", result["id"], attempt,
-                                result["error"])
-                    again.append(result["id"])
-                    continue
-                self._record(result)
-            todo = sorted(again)
+    def _take(self, result: dict[str, Any]) -> bool:
+        """Record a result, or say it is to be retried (a failure, with attempts left, that
+        may be transient: never a full disk, which stops the run)."""
+        attempt = self.store.evaluation(result["id"]).attempt
+        if (result["status"] == "failed" and attempt <= self.config.executor.retries
+                and not is_disk_full(result.get("error"))):
+            log.warning("evaluation %s failed (attempt %d): %s", result["id"], attempt,
+                        result["error"])
+            return True
+        self._record(result)
+        self.open[self.batch_of[result["id"]]].discard(result["id"])
+        return False
 
     def _record(self, result: dict[str, Any]) -> None:
         if result["status"] == "failed" and is_disk_full(result.get("error")):
@@ -276,9 +319,9 @@ class Driver:
                         result.get("error") or result["metrics"].get("reason"))
         self.progress.update()
 
-    def _tell(self) -> None:
+    def _tell(self, batch: int) -> None:
         results = []
-        for individual_id in self.store.batch_ids(self.batch):
+        for individual_id in self.store.batch_ids(batch):
             row = self.store.evaluation(individual_id)
             objectives = tuple(float(row.metrics.get(k, math.inf)) for k in self.parts.objectives)
             results.append(Result(individual_id, row.fitness, objectives))
@@ -294,8 +337,11 @@ class Driver:
                 events.append(("died", f"{len(gone)} left the population",
                                {"ids": sorted(gone), "born": born}))
         # one transaction: a crash after it must not lose the deaths (a resume does not re-tell)
-        self.store.save_proposer_state(self.batch, "told", proposer.state_dict(), events)
-        self.phase = "told"
+        self.store.save_proposer_state(batch, "told", proposer.state_dict(), events)
+        self.told = batch
+        for individual_id in self.store.batch_ids(batch):
+            self.flops.pop(individual_id, None)
+            self.batch_of.pop(individual_id, None)
 
 
 def _population_ids(proposer: Any) -> set[int] | None:

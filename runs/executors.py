@@ -16,11 +16,13 @@
 * ``dask`` — a ``dask.distributed`` cluster, see :mod:`evograph.runs.dask_executor`.
 
 Every executor has the same interface: ``slots`` (evaluations it runs at once),
-``run(tasks, should_stop)`` yielding one result per task in completion order, ``abandon()``
-(stop in-flight work, returning its task ids) and ``close()``. Options they all accept:
-``workers``, ``device``, ``per_gpu``, ``timeout_s``, ``memory_limit_mb``, ``batched``
-(``never|always|auto``, see :mod:`evograph.runs.batching`) and ``max_group``; unknown options
-are ignored, so one call constructs any of them.
+``run(tasks, should_stop)`` yielding one result per task in completion order, ``submit(tasks)``
+(more tasks for the run being iterated, between two of its results), ``abandon()`` (stop
+in-flight work, returning its task ids) and ``close()``. Options they all accept: ``workers``,
+``device``, ``per_gpu``, ``timeout_s``, ``memory_limit_mb``, ``batched`` (``never|always|auto``,
+see :mod:`evograph.runs.batching`), ``max_group`` and ``preload`` (a task's ``dataset``,
+``data_seed`` and ``device``: workers load that dataset as they start, before the first task);
+unknown options are ignored, so one call constructs any of them.
 
 Retries are the driver's business: an executor reports each attempt once.
 """
@@ -40,7 +42,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from ..errors import ConfigError
-from .batching import UnitQueue, plan_units
+from .batching import QueueingExecutor, UnitQueue
 from .worker import PendingWrite, evaluate_unit, init_worker, resolve_device
 
 Task = dict[str, Any]
@@ -48,7 +50,7 @@ Result = dict[str, Any]
 STARTUP_FAILURES = 3     # workers dying before ready in a row: give up on the queued tasks
 
 
-class SerialExecutor:
+class SerialExecutor(QueueingExecutor):
     """Evaluate tasks one after another in this process (no isolation, no timeout)."""
 
     name = "serial"
@@ -64,9 +66,11 @@ class SerialExecutor:
         return 1
 
     def run(self, tasks: list[Task], should_stop: Callable[[], bool]) -> Iterator[Result]:
-        for unit in plan_units(tasks, self.batched, 1, self.max_group):
+        queue = self._start_queue(tasks)
+        while queue:
             if should_stop():
                 return
+            unit = queue.pop()
             unit = [{**t, "device": resolve_device(t.get("device"), self.device)} for t in unit]
             yield from evaluate_unit(unit, self.batched)
 
@@ -77,7 +81,8 @@ class SerialExecutor:
         pass
 
 
-def _worker_main(conn: Connection, device: str, memory_limit_mb: int) -> None:
+def _worker_main(conn: Connection, device: str, memory_limit_mb: int,
+                 preload: Task | None = None) -> None:
     """Loop of a pool worker: say ready, then for each unit received say it has begun,
     evaluate it and hand its results to the sender thread (:func:`_send_results`), which
     writes their weights and sends them while this thread goes on to the next unit; None stops
@@ -87,7 +92,7 @@ def _worker_main(conn: Connection, device: str, memory_limit_mb: int) -> None:
     sender = threading.Thread(target=_send_results, args=(conn, sending, outbox),
                               name="evograph-sender", daemon=True)
     sender.start()  # before init_worker limits the address space: its stack is mapped now
-    init_worker(1, device, memory_limit_mb)
+    init_worker(1, device, memory_limit_mb, preload)
     with sending:
         conn.send({"ready": os.getpid()})
     while True:
@@ -169,16 +174,16 @@ class _Worker:
         return [unit for unit in self.units if unit is not running]
 
 
-class LocalExecutor:
+class LocalExecutor(QueueingExecutor):
     """A supervised pool of spawned worker processes (see the module docstring)."""
 
     name = "local"
 
     def __init__(self, workers: int = 0, device: str = "auto", per_gpu: int = 1,
                  timeout_s: float = 600.0, memory_limit_mb: int = 0, batched: str = "never",
-                 max_group: int = 16, **_: Any):
+                 max_group: int = 16, preload: Task | None = None, **_: Any):
         self.devices = worker_devices(workers, device, per_gpu)
-        self.timeout_s, self.memory_limit_mb = timeout_s, memory_limit_mb
+        self.timeout_s, self.memory_limit_mb, self.preload = timeout_s, memory_limit_mb, preload
         self.batched, self.max_group = batched, max_group
         self.ctx = mp.get_context("spawn")
         self.startup_failures = 0
@@ -190,7 +195,8 @@ class LocalExecutor:
 
     def _start(self, device: str, index: int) -> _Worker:
         parent, child = self.ctx.Pipe()
-        process = self.ctx.Process(target=_worker_main, args=(child, device, self.memory_limit_mb),
+        process = self.ctx.Process(target=_worker_main,
+                                   args=(child, device, self.memory_limit_mb, self.preload),
                                    daemon=True, name=f"evograph-worker-{index}")
         process.start()
         child.close()
@@ -203,7 +209,7 @@ class LocalExecutor:
         self.pool[index] = self._start(worker.device, index)
 
     def run(self, tasks: list[Task], should_stop: Callable[[], bool]) -> Iterator[Result]:
-        queue = UnitQueue(plan_units(tasks, self.batched, self.slots, self.max_group))
+        queue = self._start_queue(tasks)
         while queue or any(w.units for w in self.pool):
             if should_stop():
                 return  # the driver abandons in-flight tasks; they stay pending for resume

@@ -218,7 +218,7 @@ class RunStore:
         conn = cls._connect(db, "rwc")
         meta = {"schema_version": str(SCHEMA_VERSION), "run_id": run_id,
                 "created_at": repr(time.time()), "config": _dumps(config),
-                "fingerprint": fingerprint}
+                "fingerprint": fingerprint, "told_batch": "0"}
         try:
             cls._configure(conn)
             with conn:  # schema and meta in one transaction: a crash leaves no half-made run
@@ -409,8 +409,13 @@ class RunStore:
     @staticmethod
     def _upsert_state(c: sqlite3.Connection, batch: int, phase: str, state: dict,
                       now: float) -> None:
+        """The checkpoint row; a ``told`` one also moves the told mark (``meta.told_batch``:
+        with pipelined batches, later batches may already have been asked)."""
         if phase not in PHASES:
             raise ValueError(f"proposer phase must be one of {PHASES}, not {phase!r}")
+        if phase == "told":
+            c.execute("INSERT INTO meta VALUES ('told_batch', ?) ON CONFLICT (key) DO UPDATE "
+                      "SET value = excluded.value", (str(batch),))
         c.execute("INSERT INTO proposer_state VALUES (1, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE "
                   "SET batch = excluded.batch, phase = excluded.phase, state = excluded.state, "
                   "updated_at = excluded.updated_at", (batch, phase, _dumps(state), now))
@@ -430,6 +435,23 @@ class RunStore:
     def load_proposer_state(self) -> tuple[int, str, dict] | None:
         rows = self._query("SELECT batch, phase, state FROM proposer_state WHERE id = 1")
         return (rows[0][0], rows[0][1], json.loads(rows[0][2])) if rows else None
+
+    def told_batch(self) -> int:
+        """The last batch whose results the proposer was told (0: none). Runs written before
+        the mark existed were never pipelined: the checkpoint's own batch, or the one before
+        it when that batch was only asked."""
+        rows = self._query("SELECT value FROM meta WHERE key = 'told_batch'")
+        if rows:
+            return int(rows[0][0])
+        state = self._query("SELECT batch, phase FROM proposer_state WHERE id = 1")
+        if not state:
+            return 0
+        batch, phase = state[0]
+        return batch if phase == "told" else batch - 1
+
+    def last_batch(self) -> int:
+        """The last batch asked (0: none)."""
+        return self._query("SELECT coalesce(max(batch), 0) FROM individuals")[0][0]
 
     def unfinished(self, batch: int | None = None) -> list[int]:
         """Ids still pending or running (of one batch, if given), ascending."""

@@ -50,15 +50,23 @@ _BATCH_CACHE: dict = {}  # measured batching timings, per cost class (compile.ba
 SMALL_WEIGHTS_BYTES = 16 * 1024 * 1024  # parent weights up to this size are read whole
 
 
-def init_worker(threads: int = 1, device: str = "auto", memory_limit_mb: int = 0) -> None:
+def init_worker(threads: int = 1, device: str = "auto", memory_limit_mb: int = 0,
+                preload: Task | None = None) -> None:
     """Set up a worker process: one torch thread (two intra-op threads stall badly on small
-    kernels), its device, torch's one-time initialisation paid up front (:func:`warm_up`), and
-    an address-space limit of ``memory_limit_mb`` MiB *beyond what the process already maps*
-    (a CUDA build of torch alone maps a few GiB of address space)."""
+    kernels), its device, torch's one-time initialisation paid up front (:func:`warm_up`), the
+    run's dataset made resident when ``preload`` names it (a task's ``dataset`` and
+    ``data_seed``: loaded while the driver asks for the first batch, not inside the first
+    evaluation), and an address-space limit of ``memory_limit_mb`` MiB *beyond what the
+    process already maps* (a CUDA build of torch alone maps a few GiB of address space)."""
     torch.set_num_threads(threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     _WORKER["device"] = device or "auto"
     warm_up(pick_device(_WORKER["device"]))
+    if preload:
+        try:
+            dataset_for(preload, _device_of(preload))
+        except Exception:  # noqa: BLE001,S110 - the first task meets the same error, reports it
+            pass
     if memory_limit_mb > 0 and not str(device).startswith("cuda"):  # CUDA reserves huge VM
         mapped = _mapped_bytes()
         hard = resource.getrlimit(resource.RLIMIT_AS)[1]

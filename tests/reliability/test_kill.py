@@ -61,3 +61,36 @@ def test_every_crash_point_is_recoverable(tmp_path, point, expected_small):
     FIGURES["crash points killed"] += 1
     assert run(victim, live=False).finished
     check_recovered(victim, expected)
+
+
+PIPELINED = ("executor.pipeline=1",)
+
+
+@pytest.mark.slow
+def test_pipelined_runs_resume_to_the_uninterrupted_state(tmp_path):
+    """With batches asked ahead (``executor.pipeline = 1``) two batches are open at once: kill -9
+    at random committed counts and at the checkpoint's crash points still resumes to the state
+    of an uninterrupted pipelined run."""
+    expected = final_state(reference(tmp_path, evaluations=12, extra=PIPELINED))
+    rng = np.random.default_rng(7)
+    victim = make_run(tmp_path / "victim", evaluations=12, extra=PIPELINED)
+    for _ in range(KILLS // 4):
+        driver = start_driver(victim)
+        target = finished_count(victim) + int(rng.integers(1, 4))
+        deadline = time.monotonic() + 60
+        while finished_count(victim) < target and driver.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        kill(driver)
+        FIGURES["driver kill -9 survived"] += 1
+    assert run(victim, live=False).finished
+    check_recovered(victim, expected)
+    for point in ("store.add_batch.after_commit", "store.save_proposer_state.before_commit",
+                  "store.save_proposer_state.after_commit"):
+        victim = make_run(tmp_path / point, evaluations=12, extra=PIPELINED)
+        driver = start_driver(victim, {"EVOGRAPH_CRASH_AT": f"{point}:3"})
+        driver.wait(timeout=120)
+        assert driver.returncode == -9, f"{point} was never reached"
+        FIGURES["crash points killed"] += 1
+        assert run(victim, live=False).finished
+        check_recovered(victim, expected)

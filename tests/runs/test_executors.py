@@ -101,6 +101,29 @@ def test_results_equal_across_executors(request, executor_name, reference):
         assert result["metrics"]["loss_curve"] == expected[i]["metrics"]["loss_curve"]
 
 
+@pytest.mark.slow
+def test_tasks_submitted_while_a_run_is_iterated_are_run_by_it(request, executor_name,
+                                                               reference):
+    """The driver's pipelined batches and retries reach a running executor through submit():
+    run() goes on until those have reported too."""
+    tasks, expected = reference
+    executor = open_executor(request, executor_name)
+    try:
+        with pytest.raises(RuntimeError, match="call run"):
+            executor.submit(tasks)
+        got, later = {}, tasks[1:]
+        for result in executor.run(tasks[:1], lambda: False):
+            got[result["id"]] = result
+            if later:
+                executor.submit(later)
+                later = []
+    finally:
+        executor.close()
+    assert sorted(got) == sorted(t["id"] for t in tasks)
+    assert {i: r["fitness"] for i, r in got.items()} == {i: r["fitness"]
+                                                         for i, r in expected.items()}
+
+
 def fault_tasks(kinds):
     """One task per fault kind, a sibling group whose middle member crashes, and a clean one."""
     tasks = mixed_tasks(len(kinds) + 1)
@@ -247,6 +270,19 @@ def test_a_worker_pays_torch_one_time_imports_before_its_first_task():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120)
     assert out.stdout.strip() == "warm", out.stderr
+
+
+def test_a_worker_loads_the_run_dataset_before_its_first_task():
+    """executor option ``preload``: the dataset is resident when the worker says it is ready,
+    so the first evaluation does not load it inside its own time."""
+    task = mixed_tasks(1)[0]
+    code = ("import json, sys; from evograph.runs import worker as w; "
+            "w.init_worker(1, 'cpu', preload=json.loads(sys.argv[1])); "
+            "print(w._dataset.cache_info().currsize)")
+    preload = {k: task[k] for k in ("dataset", "data_seed", "device") if k in task}
+    out = subprocess.run([sys.executable, "-c", code, __import__("json").dumps(preload)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "1", out.stderr
 
 
 def test_unknown_executor_is_one_clear_error():

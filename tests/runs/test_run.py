@@ -71,6 +71,25 @@ def test_worker_count_does_not_change_the_result(tmp_path):
     assert final_state(a)[:2] == final_state(b)[:2]
 
 
+def test_pipelined_batches_replay_on_any_worker_count_and_overlap(tmp_path):
+    """executor.pipeline = 1: the next batch is asked while one is still evaluating, and the
+    run still ends in the same state with 1 or 2 workers."""
+    extra = ["executor.batch=2", "executor.pipeline=1"]
+    a = create_run(tiny_config("serial", extra), tmp_path / "a")
+    b = create_run(tiny_config("local", extra + ["executor.workers=2"]), tmp_path / "b")
+    assert run(a, live=False).finished and run(b, live=False).finished
+    assert final_state(a) == final_state(b)
+    with RunStore.open(a, readonly=True) as store:
+        born = {i.id: i.created_at for i in store.individuals()}
+        batch = {i: b for b in range(1, store.last_batch() + 1) for i in store.batch_ids(b)}
+        done = {e.id: e.finished_at for e in store.evaluations()}
+        assert store.told_batch() == store.last_batch() == 5
+    # batch k + 2 was asked before the last of batch k + 1 finished: two batches were open
+    for k in range(1, 4):
+        asked = min(born[i] for i in born if batch[i] == k + 2)
+        assert asked < max(done[i] for i in done if batch[i] == k + 1)
+
+
 def test_run_trains_same_architecture_siblings_batched_when_configured(tmp_path):
     """executor.batched reaches the executor: the first batch (trivial networks, one
     architecture) is trained as one group, and the run records it."""
@@ -192,14 +211,14 @@ def test_the_driver_hands_executors_the_flops_its_strategy_already_knew(tmp_path
     ordering units costliest-first never parses a genome again."""
     from evograph.genome.io import from_dict
     from evograph.genome.validate import analyze
-    from evograph.runs import executors
-    seen, plan = [], executors.plan_units
+    from evograph.runs import batching
+    seen, plan = [], batching.plan_units
 
     def record(tasks, *args, **kwargs):
         seen.extend(tasks)
         return plan(tasks, *args, **kwargs)
 
-    monkeypatch.setattr(executors, "plan_units", record)
+    monkeypatch.setattr(batching, "plan_units", record)
     assert run(create_run(tiny_config(), tmp_path / "run"), live=False).finished
     assert len(seen) == 10 and all("flops" in task for task in seen)
     assert all(task["flops"] == analyze(from_dict(task["genome"])).flops for task in seen)

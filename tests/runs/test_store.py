@@ -221,6 +221,24 @@ def test_proposer_state_keeps_only_the_latest(store):
     assert table_count(store.run_dir, "proposer_state") == 1
 
 
+def test_the_told_mark_follows_told_checkpoints_only(store):
+    """With pipelined batches a later batch may be asked after an earlier one is told: the
+    told mark moves with "told" checkpoints alone; a run from before the mark existed derives
+    it from its checkpoint (synchronous batches)."""
+    assert (store.told_batch(), store.last_batch()) == (0, 0)
+    store.add_batch(1, [proposal(0)], {"step": 1})
+    store.add_batch(2, [proposal(1)], {"step": 2})
+    assert (store.told_batch(), store.last_batch()) == (0, 2)
+    store.save_proposer_state(1, "told", {"step": 3})
+    store.add_batch(3, [proposal(2)], {"step": 4})
+    assert (store.told_batch(), store.last_batch()) == (1, 3)
+    with sqlite3.connect(store.run_dir / "run.db") as conn:  # as an older evograph wrote it
+        conn.execute("DELETE FROM meta WHERE key = 'told_batch'")
+    assert store.told_batch() == 2  # checkpoint "asked" at batch 3
+    store.save_proposer_state(3, "told", {"step": 5})
+    assert store.told_batch() == 3
+
+
 def test_a_checkpoint_and_its_events_are_stored_together_or_not_at_all(store):
     """The driver's "told" checkpoint carries the deaths it caused: a resume does not tell
     again, so a crash between the two would lose them."""
