@@ -17,8 +17,10 @@ All in one run on digits, for the ``mlp`` and ``lse-conv`` spaces:
    * the engine with one worker per core;
    * the engine with one worker per core and ``batched = "auto"``.
 
-   ``executor.batch`` is fixed, so the 1-worker and N-worker runs evaluate the very same
-   candidates (the benchmark checks that their final states are equal); reported per way:
+   Every run asks batches one ahead (``executor.pipeline``, 1 by default: the workers never
+   wait for the driver between batches); ``executor.batch`` is fixed, so the 1-worker and
+   N-worker runs evaluate the very same candidates (the benchmark checks that their final
+   states are equal); reported per way:
    wall seconds, models per hour, achieved GFLOP/s and the fraction of the roof, scaling over
    1 worker (in training FLOP/s: the batched run's candidates are its own), and the
    **engine's overhead per candidate** — everything but training: the 1-worker run's time
@@ -26,9 +28,9 @@ All in one run on digits, for the ``mlp`` and ``lse-conv`` spaces:
    evaluating) on the same candidates, training timed inside both (``train_time``), per
    candidate and as a share of the evaluation time; beside it the plain wall-time difference,
    which also carries how fast each process happened to train (worker start-up is reported
-   separately; it is paid once per run). The same overhead is measured once more with longer
-   evaluations (the demo's config trained 30 epochs instead of 4; 1 worker against the plain
-   loop).
+   separately; it is paid once per run). The same overhead is measured twice more, 1 worker
+   against the plain loop: with synchronous batches (``executor.pipeline = 0``) and with longer
+   evaluations (the demo's config trained 30 epochs instead of 4).
 4. **Population training** (``mlp``): K siblings of one architecture (ALTER-LEARNING-RATE
    children: the same network with K learning rates) trained by the plain per-model loop and
    together by ``compile.batched.train_batched`` — by its generic ``vmap`` path and by the
@@ -84,7 +86,8 @@ SPACES = {  # space -> (config, overrides of the run)
 # the engine's overhead where evaluations are longer: the demo's config trained 30 epochs, not 4
 # (8 in --quick)
 LONGER = {"lse-conv, 30 epochs": ("runs/configs/digits.toml", ["fitness.epochs=30"]),
-          "lse-conv, 8 epochs": ("runs/configs/digits.toml", ["fitness.epochs=8"])}
+          "lse-conv, 8 epochs": ("runs/configs/digits.toml", ["fitness.epochs=8"]),
+          "lse-conv, synchronous batches": ("runs/configs/digits.toml", [])}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -92,6 +95,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="about two minutes")
     parser.add_argument("--evaluations", type=int, default=160, help="per run")
     parser.add_argument("--batch", type=int, default=16, help="executor.batch of every run")
+    parser.add_argument("--pipeline", type=int, default=1,
+                        help="executor.pipeline of every run (batches asked ahead)")
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -190,7 +195,7 @@ def run_config(space: str, args, tmp: Path, name: str, workers: int, batched: st
     overrides = extra + [f"budget.evaluations={args.evaluations}", "budget.minutes=0",
                          "executor.name=local", f"executor.workers={workers}",
                          f"executor.batch={args.batch}", f"executor.batched={batched}",
-                         f"out={tmp}"]
+                         f"executor.pipeline={args.pipeline}", f"out={tmp}"]
     return create_run(load_config(ROOT / path, overrides), tmp / name)
 
 
@@ -278,22 +283,29 @@ def space_section(space: str, args, tmp: Path, roof_all: float, roof_one: float)
 
 
 def overhead_section(args, tmp: Path) -> list[dict]:
-    """The engine (1 worker) against the plain loop on the same candidates, training 30 epochs
-    instead of the demo's 4: the overhead per candidate stays, its share shrinks."""
-    name = "lse-conv, 8 epochs" if args.quick else "lse-conv, 30 epochs"
-    path, extra = LONGER[name]
-    longer = argparse.Namespace(**{**vars(args), "evaluations": 16 if args.quick else 48})
-    config = load_config(ROOT / path, extra)
-    data = load_dataset("digits", seed=config.seed, val_fraction=config.dataset.val_fraction,
-                        test_fraction=config.dataset.test_fraction)
-    print(f"[{name}] engine, 1 worker", flush=True)
-    one = engine(name, longer, tmp, 1)
-    print(f"[{name}] plain loop over the same candidates", flush=True)
-    plain = plain_loop([from_dict(g) for g in one["genomes"]], dict(config.fitness.params),
-                       data)
-    return [{"config": name, "overrides": extra, "evaluations": one["evaluations"],
-             "plain_s": plain["steady_s"], "engine_s": one["steady_s"],
-             **engine_overhead(one, plain)}]
+    """The engine (1 worker) against the plain loop on the same candidates, twice more: with
+    synchronous batches (``executor.pipeline = 0``: the worker waits while the driver tells a
+    batch and asks the next), and training 30 epochs instead of the demo's 4 (the overhead per
+    candidate stays, its share shrinks)."""
+    longer = "lse-conv, 8 epochs" if args.quick else "lse-conv, 30 epochs"
+    cases = [("lse-conv, synchronous batches", {"pipeline": 0}),
+             (longer, {"evaluations": 16 if args.quick else 48})]
+    rows = []
+    for name, changes in cases:
+        path, extra = LONGER[name]
+        case = argparse.Namespace(**{**vars(args), **changes})
+        config = load_config(ROOT / path, extra)
+        data = load_dataset("digits", seed=config.seed, val_fraction=config.dataset.val_fraction,
+                            test_fraction=config.dataset.test_fraction)
+        print(f"[{name}] engine, 1 worker", flush=True)
+        one = engine(name, case, tmp, 1)
+        print(f"[{name}] plain loop over the same candidates", flush=True)
+        plain = plain_loop([from_dict(g) for g in one["genomes"]], dict(config.fitness.params),
+                           data)
+        rows.append({"config": name, "overrides": extra, "pipeline": case.pipeline,
+                     "evaluations": one["evaluations"], "plain_s": plain["steady_s"],
+                     "engine_s": one["steady_s"], **engine_overhead(one, plain)})
+    return rows
 
 
 def engine_overhead(one: dict, plain: dict) -> dict:
@@ -412,8 +424,8 @@ def print_tables(report: dict) -> None:
                   f"{w['models_per_hour']:>9.0f} {w['gflops']:>8.2f} "
                   f"{100 * w['roof_fraction']:>7.1f}% {w['scaling_vs_1_worker']:>10.2f}")
     for o in report["longer_evaluations"]:
-        print(f"\n{o['config']}: {o['evaluations']} evaluations, {o['evaluation_s']:.2f} s each; "
-              f"{overhead_line(o)}")
+        print(f"\n{o['config']} (pipeline {o['pipeline']}): {o['evaluations']} evaluations, "
+              f"{o['evaluation_s']:.2f} s each; {overhead_line(o)}")
     print(f"\n{'population (mlp, adam)':22} {'K':>3} {'batch':>5} {'params':>9} "
           f"{'GFLOP/s: loop':>13} {'vmap':>6} {'direct':>6}   {'of roof: loop':>13} "
           f"{'direct':>6} {'speed-up':>8}  targets")

@@ -14,12 +14,11 @@ def status_payload(store: RunStore) -> dict[str, Any]:
     summary = store.summary()
     counts = store.counts_by_status()
     individuals = store.individuals()
-    state = store.load_proposer_state()
     return {"run_dir": str(store.run_dir), "run_id": store.run_id,
             "strategy": store.config["strategy"]["name"],
             "budget": store.config["budget"]["evaluations"],
             "evaluations": len(individuals), "counts": counts,
-            "batch": state[0] if state else 0,
+            "batch": store.last_batch(),
             "best": best_payload(store, 1)[0] if store.best(1) else None,
             "wall_time_s": summary.get("total_wall_time"),
             "elapsed_s": summary.get("elapsed")}
