@@ -17,6 +17,10 @@ All in one run on digits, for the ``mlp`` and ``lse-conv`` spaces:
    * the engine with one worker per core;
    * the engine with one worker per core and ``batched = "auto"``.
 
+   The first three are run ``--repeats`` times (3), interleaved, and the run with the median
+   steady time of each is reported (all steady times beside it): one slow spell of the machine
+   would otherwise decide a ratio.
+
    Every run asks batches one ahead (``executor.pipeline``, 1 by default: the workers never
    wait for the driver between batches); ``executor.batch`` is fixed, so the 1-worker and
    N-worker runs evaluate the very same candidates (the benchmark checks that their final
@@ -98,10 +102,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--pipeline", type=int, default=1,
                         help="executor.pipeline of every run (batches asked ahead)")
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="runs of the plain loop, 1 worker and N workers (median reported)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     if args.quick:
-        args.evaluations, args.batch = 16, 8
+        args.evaluations, args.batch, args.repeats = 16, 8, 1
         if args.out == RESULTS:
             args.out = RESULTS.with_name("throughput-quick.json")
     return args
@@ -199,8 +205,16 @@ def run_config(space: str, args, tmp: Path, name: str, workers: int, batched: st
     return create_run(load_config(ROOT / path, overrides), tmp / name)
 
 
-def engine(space: str, args, tmp: Path, workers: int, batched: str = "never") -> dict:
-    run_dir = run_config(space, args, tmp, f"{space}-{workers}-{batched}", workers, batched)
+def median_run(runs: list[dict]) -> dict:
+    """Of repeated runs of one way, the one with the median steady time (a whole run, so its
+    figures stay consistent with each other), with every repeat's steady time beside it."""
+    pick = sorted(runs, key=lambda r: r["steady_s"])[len(runs) // 2]
+    return {**pick, "repeats_steady_s": [r["steady_s"] for r in runs]}
+
+
+def engine(space: str, args, tmp: Path, workers: int, batched: str = "never",
+           tag: str = "") -> dict:
+    run_dir = run_config(space, args, tmp, f"{space}-{workers}-{batched}{tag}", workers, batched)
     t0 = time.perf_counter()
     outcome = run(run_dir, live=False)
     wall = time.perf_counter() - t0
@@ -248,15 +262,18 @@ def space_section(space: str, args, tmp: Path, roof_all: float, roof_one: float)
     data = load_dataset("digits", seed=config.seed, val_fraction=config.dataset.val_fraction,
                         test_fraction=config.dataset.test_fraction)
     fitness_params = dict(config.fitness.params)
-    print(f"[{space}] engine, 1 worker", flush=True)
-    one = engine(space, args, tmp, 1)
-    print(f"[{space}] engine, {args.workers} workers", flush=True)
-    many = engine(space, args, tmp, args.workers)
+    ones, manies, plains, genomes = [], [], [], []
+    for r in range(args.repeats):  # interleaved, so that a slow spell hits every way alike
+        print(f"[{space}] engine, 1 worker ({r + 1}/{args.repeats})", flush=True)
+        ones.append(engine(space, args, tmp, 1, tag=f"-{r}"))
+        print(f"[{space}] engine, {args.workers} workers", flush=True)
+        manies.append(engine(space, args, tmp, args.workers, tag=f"-{r}"))
+        genomes = genomes or [from_dict(g) for g in ones[0]["genomes"]]
+        print(f"[{space}] plain loop over the same {len(genomes)} candidates", flush=True)
+        plains.append(plain_loop(genomes, fitness_params, data))
+    one, many, plain = median_run(ones), median_run(manies), median_run(plains)
     print(f"[{space}] engine, {args.workers} workers, batched auto", flush=True)
     batched = engine(space, args, tmp, args.workers, "auto")
-    genomes = [from_dict(g) for g in one["genomes"]]
-    print(f"[{space}] plain loop over the same {len(genomes)} candidates", flush=True)
-    plain = plain_loop(genomes, fitness_params, data)
     book = FlopBook(data, fitness_params)
     flops = sum(book(g) for g in genomes)
     ways = [plain, one, many, batched]
@@ -276,7 +293,8 @@ def space_section(space: str, args, tmp: Path, roof_all: float, roof_one: float)
         way["scaling_vs_1_worker"] = way["gflops"] / one["gflops"]
     section = {
         "space": space, "config": path, "overrides": extra, "fitness": fitness_params,
-        "same_candidates_1_vs_n_workers": one["state"] == many["state"],
+        "same_candidates_1_vs_n_workers": all(a["state"] == b["state"]
+                                              for a in ones for b in manies),
         **engine_overhead(one, plain),
         "ways": [{k: v for k, v in w.items() if k not in ("state", "genomes")} for w in ways]}
     return section

@@ -292,6 +292,9 @@ class Driver:
     def _take(self, result: dict[str, Any]) -> bool:
         """Record a result, or say it is to be retried (a failure, with attempts left, that
         may be transient: never a full disk, which stops the run)."""
+        if result["id"] not in self.batch_of:  # its batch is told: an executor's echo
+            log.warning("ignored a second result for evaluation %s", result["id"])
+            return False
         attempt = self.store.evaluation(result["id"]).attempt
         if (result["status"] == "failed" and attempt <= self.config.executor.retries
                 and not is_disk_full(result.get("error"))):
