@@ -337,14 +337,19 @@ def tiny(executor, extra=()):
 @pytest.mark.slow
 def test_same_final_state_on_one_two_workers_and_dask(tmp_path):
     """A small evolution on a dask LocalCluster of its own reaches the state of the serial and
-    the 2-worker local runs."""
+    the 2-worker local runs; so does a pipelined one (``executor.pipeline = 1``)."""
     before, runs = children(), {}
-    for name, extra in (("serial", []), ("local", ["executor.workers=2"]),
-                        ("dask", ["executor.workers=2"])):
-        runs[name] = create_run(tiny(name, extra), tmp_path / name)
+    pipelined = ["executor.pipeline=1"]
+    for name, executor, extra in (("serial", "serial", []),
+                                  ("local", "local", ["executor.workers=2"]),
+                                  ("dask", "dask", ["executor.workers=2"]),
+                                  ("serial-pipelined", "serial", pipelined),
+                                  ("dask-pipelined", "dask", ["executor.workers=2"] + pipelined)):
+        runs[name] = create_run(tiny(executor, extra), tmp_path / name)
         assert run(runs[name], live=False).finished
     assert final_state(runs["serial"])[:2] == final_state(runs["local"])[:2]
     assert final_state(runs["serial"])[:2] == final_state(runs["dask"])[:2]
+    assert final_state(runs["serial-pipelined"]) == final_state(runs["dask-pipelined"])
     assert children() <= before
 
 
