@@ -30,9 +30,9 @@ ROUNDS = 8 if FULL else 3
 
 @pytest.mark.slow
 def test_signals_at_random_points_exit_cleanly_and_resume(tmp_path):
-    # enough work (~0.1 s an evaluation, ~6 s a run per 3 rounds) that every round's signal,
+    # enough work (~0.1 s an evaluation, ~9 s a run per 3 rounds) that every round's signal,
     # sent within 1 s of the driver's start, lands before the end
-    work = {"evaluations": 20 * ROUNDS, "extra": ("fitness.epochs=8",)}
+    work = {"evaluations": 30 * ROUNDS, "extra": ("fitness.epochs=8",)}
     expected = final_state(reference(tmp_path, **work))
     victim = make_run(tmp_path / "victim", **work)
     rng = np.random.default_rng(7)
