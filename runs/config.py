@@ -75,8 +75,8 @@ class ExecutorConfig:
     memory_limit_mb: int = 0       # per worker address-space limit (0: none)
     scheduler: str = ""            # dask: address of an existing scheduler (empty: LocalCluster)
     batched: str = "auto"          # auto | always | never: vmap training of shared architectures
-    batch: int = 0                 # proposals per synchronous batch (0: one per worker slot);
-                                   # fix it to replay a run exactly on another worker count
+    batch: int = 0                 # proposals per batch (0: one per worker slot); fix it
+                                   # to replay a run exactly on another worker count
     pipeline: int = 0              # batches asked ahead of the oldest one still evaluating (0:
                                    # synchronous); 1 keeps workers busy through ask/tell
 

@@ -34,8 +34,10 @@ def test_repeated_kill_9_resumes_to_the_uninterrupted_state(tmp_path):
                 time.sleep(0.02)
         else:      # at a random time (often during start-up or mid-evaluation)
             time.sleep(float(rng.uniform(0.5, 4.0)))
-        in_flight[victim] += db_count(victim, "status = 'running'")
         kill(driver)
+        # counted once the driver is dead: counted before the kill, an evaluation started in
+        # between would be repeated without having been counted
+        in_flight[victim] += db_count(victim, "status = 'running'")
         FIGURES["driver kill -9 survived"] += 1
     for victim in victims:
         assert run(victim, live=False).finished

@@ -1,0 +1,39 @@
+"""The throughput benchmark's quick run end to end: its report holds every figure the README
+quotes, and the comparisons it rests on (the same candidates with 1 and N workers) hold. No
+timing is asserted: figures are for the benchmark, not for tests."""
+
+import importlib
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def load_benchmark(monkeypatch):
+    """The script as a module importable by name (its spawned roof processes import it)."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    return importlib.import_module("throughput")
+
+
+@pytest.mark.slow
+def test_quick_throughput_report_is_complete_and_consistent(tmp_path, monkeypatch):
+    out = tmp_path / "throughput.json"
+    report = load_benchmark(monkeypatch).main(["--quick", "--workers", "2", "--out", str(out)])
+    assert json.loads(out.read_text())["benchmark"] == "throughput"
+    assert report["roof"]["all_cores"] > report["roof"]["one_core_alone"] > 0
+    assert [s["space"] for s in report["spaces"]] == ["lse-conv", "mlp"]
+    for section in report["spaces"]:
+        assert section["same_candidates_1_vs_n_workers"] is True
+        ways = [w["way"] for w in section["ways"]]
+        assert ways == ["plain per-model loop", "engine, 1 worker", "engine, 2 workers",
+                        "engine, 2 workers, batched auto"]
+        for way in section["ways"]:
+            assert way["evaluations"] == 16 and way["flops"] > 0 and way["gflops"] > 0
+        assert section["ways"][1]["scaling_vs_1_worker"] == 1.0
+        assert 0 < section["evaluation_s"] and "overhead_fraction" in section
+    assert [o["pipeline"] for o in report["longer_evaluations"]] == [0, 1]
+    assert len(report["population"]) == 2
+    for row in report["population"]:
+        assert row["direct_gflops"] > 0 and isinstance(row["targets_met"], bool)
