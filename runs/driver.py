@@ -166,6 +166,7 @@ class Driver:
         self.batch_of = {i: b for b in self.open for i in store.batch_ids(b)}
         self.flops: dict[int, int] = {}  # FLOPs per sample of asked candidates, where known
         self.stopping: str | None = None  # why no more batches are asked
+        self.data_spec = self._data_spec()    # the same in every task: worked out once
         interrupted = store.unfinished()
         if interrupted:  # in flight when the last driver died: they will run again
             store.mark_pending(interrupted)
@@ -178,7 +179,7 @@ class Driver:
         executor = make_executor(ex.name, workers=ex.workers, device=ex.device,
                                  per_gpu=ex.per_gpu, timeout_s=ex.timeout_s,
                                  memory_limit_mb=ex.memory_limit_mb, scheduler=ex.scheduler,
-                                 batched=ex.batched, preload=self._data_spec())
+                                 batched=ex.batched, preload=self.data_spec)
         self.store.log_event("started", f"driver started with {executor.slots} slot(s)",
                              {"pid": os.getpid()})
         log.info("driver started (%s executor, %d slots)", ex.name, executor.slots)
@@ -283,7 +284,7 @@ class Driver:
         config = self.config
         return {"id": row.id, "genome": row.genome, "seed": row.seed,
                 "parent_weights": str(parent_file) if parent_file else None,
-                "inherit": row.inherit, **self._data_spec(),
+                "inherit": row.inherit, **self.data_spec,
                 "fitness": {"name": config.fitness.name, "params": config.fitness.params},
                 "weights_out": str(self.store.weights_file(row.id)),
                 **({"flops": self.flops[row.id]} if row.id in self.flops else {}),
@@ -342,9 +343,9 @@ class Driver:
         # one transaction: a crash after it must not lose the deaths (a resume does not re-tell)
         self.store.save_proposer_state(batch, "told", proposer.state_dict(), events)
         self.told = batch
-        for individual_id in self.store.batch_ids(batch):
-            self.flops.pop(individual_id, None)
-            self.batch_of.pop(individual_id, None)
+        for result in results:
+            self.flops.pop(result.id, None)
+            self.batch_of.pop(result.id, None)
 
 
 def _population_ids(proposer: Any) -> set[int] | None:

@@ -27,11 +27,7 @@ def test_repeated_kill_9_resumes_to_the_uninterrupted_state(tmp_path):
         victim = victims[k % len(victims)]
         driver = start_driver(victim)
         if k % 2:  # by committed count
-            target = finished_count(victim) + int(rng.integers(1, 4))
-            deadline = time.monotonic() + 60
-            while finished_count(victim) < target and driver.poll() is None:
-                assert time.monotonic() < deadline
-                time.sleep(0.02)
+            wait_for_more_finished(victim, driver, int(rng.integers(1, 4)))
         else:      # at a random time (often during start-up or mid-evaluation)
             time.sleep(float(rng.uniform(0.5, 4.0)))
         kill(driver)
@@ -47,6 +43,26 @@ def test_repeated_kill_9_resumes_to_the_uninterrupted_state(tmp_path):
         FIGURES["evaluations repeated after kills"] += repeated
 
 
+def wait_for_more_finished(victim, driver, more: int) -> None:
+    """Until ``more`` evaluations more have been committed (or the driver has ended)."""
+    target = finished_count(victim) + more
+    deadline = time.monotonic() + 60
+    while finished_count(victim) < target and driver.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+def crash_and_recover(victim, point: str, hit: int, expected) -> None:
+    """SIGKILL the driver at the ``hit``-th time it reaches crash point ``point``, resume, and
+    compare with the uninterrupted run's state."""
+    driver = start_driver(victim, {"EVOGRAPH_CRASH_AT": f"{point}:{hit}"})
+    driver.wait(timeout=120)
+    assert driver.returncode == -9, f"{point} was never reached"
+    FIGURES["crash points killed"] += 1
+    assert run(victim, live=False).finished
+    check_recovered(victim, expected)
+
+
 @pytest.fixture(scope="module")
 def expected_small(tmp_path_factory):
     return final_state(reference(tmp_path_factory.mktemp("ref"), evaluations=8))
@@ -55,14 +71,7 @@ def expected_small(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("point", POINTS)
 def test_every_crash_point_is_recoverable(tmp_path, point, expected_small):
-    expected = expected_small
-    victim = make_run(tmp_path / "victim", evaluations=8)
-    driver = start_driver(victim, {"EVOGRAPH_CRASH_AT": f"{point}:2"})
-    driver.wait(timeout=120)
-    assert driver.returncode == -9, f"{point} was never reached"
-    FIGURES["crash points killed"] += 1
-    assert run(victim, live=False).finished
-    check_recovered(victim, expected)
+    crash_and_recover(make_run(tmp_path / "victim", evaluations=8), point, 2, expected_small)
 
 
 PIPELINED = ("executor.pipeline=1",)
@@ -78,21 +87,12 @@ def test_pipelined_runs_resume_to_the_uninterrupted_state(tmp_path):
     victim = make_run(tmp_path / "victim", evaluations=12, extra=PIPELINED)
     for _ in range(KILLS // 4):
         driver = start_driver(victim)
-        target = finished_count(victim) + int(rng.integers(1, 4))
-        deadline = time.monotonic() + 60
-        while finished_count(victim) < target and driver.poll() is None:
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        wait_for_more_finished(victim, driver, int(rng.integers(1, 4)))
         kill(driver)
         FIGURES["driver kill -9 survived"] += 1
     assert run(victim, live=False).finished
     check_recovered(victim, expected)
     for point in ("store.add_batch.after_commit", "store.save_proposer_state.before_commit",
                   "store.save_proposer_state.after_commit"):
-        victim = make_run(tmp_path / point, evaluations=12, extra=PIPELINED)
-        driver = start_driver(victim, {"EVOGRAPH_CRASH_AT": f"{point}:3"})
-        driver.wait(timeout=120)
-        assert driver.returncode == -9, f"{point} was never reached"
-        FIGURES["crash points killed"] += 1
-        assert run(victim, live=False).finished
-        check_recovered(victim, expected)
+        crash_and_recover(make_run(tmp_path / point, evaluations=12, extra=PIPELINED), point, 3,
+                          expected)
