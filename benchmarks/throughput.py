@@ -42,15 +42,22 @@ All in one run on digits, for the ``mlp`` and ``lse-conv`` spaces:
    the speed-up of the direct path over the loop, for a few widths, K and batch sizes (median
    of 5 interleaved timings of each way, 3 for the big networks).
 
+With ``--device cuda`` the same report is made on the GPU: the roof is the GPU's fp32
+matrix-multiply rate (TF32 off), the plain loop and every worker train on it, and "N workers"
+are N worker processes sharing the one GPU (``executor.per_gpu = N``); training uses the
+deterministic kernels every GPU worker uses (:mod:`evograph.compile.determinism`).
+
 Usage::
 
-    python benchmarks/throughput.py [--quick] [--out benchmarks/results/throughput.json]
+    python benchmarks/throughput.py [--quick] [--device cpu|cuda] [--workers N]
+                                    [--out benchmarks/results/throughput.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import multiprocessing as mp
 import os
@@ -64,6 +71,7 @@ from pathlib import Path
 import torch
 from evograph.compile.batched import train_batched
 from evograph.compile.builder import build
+from evograph.compile.determinism import use_deterministic_kernels
 from evograph.compile.fitness import make_fitness
 from evograph.compile.train import AUGMENTATIONS, evaluate, train_steps
 from evograph.genome.core import Genome, Node
@@ -94,6 +102,9 @@ LONGER = {"lse-conv, 30 epochs": ("runs/configs/digits.toml", ["fitness.epochs=3
           "lse-conv, synchronous batches": ("runs/configs/digits.toml", [])}
 
 
+SECTIONS = ("spaces", "overhead", "population")  # 3., its two longer-evaluation rows, 4.
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="about two minutes")
@@ -104,12 +115,26 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--repeats", type=int, default=3,
                         help="runs of the plain loop, 1 worker and N workers (median reported)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="cuda: the plain loop and every worker train on the GPU, "
+                             "N workers share it")
+    parser.add_argument("--sections", default=",".join(SECTIONS),
+                        help=f"comma-separated, of {', '.join(SECTIONS)} (default: all)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    args.sections = [part.strip() for part in args.sections.split(",") if part.strip()]
+    unknown = sorted(set(args.sections) - set(SECTIONS))
+    if unknown or not args.sections:
+        parser.error(f"--sections: unknown {', '.join(unknown) or '(none given)'} "
+                     f"(known: {', '.join(SECTIONS)})")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch finds no CUDA device")
+    name = "throughput" + ("-cuda" if args.device == "cuda" else "")
     if args.quick:
         args.evaluations, args.batch, args.repeats = 16, 8, 1
-        if args.out == RESULTS:
-            args.out = RESULTS.with_name("throughput-quick.json")
+        name += "-quick"
+    if args.out == RESULTS:
+        args.out = RESULTS.with_name(f"{name}.json")
     return args
 
 
@@ -117,7 +142,8 @@ def machine() -> dict:
     return {"platform": platform.platform(), "processor": platform.processor(),
             "cpus": len(os.sched_getaffinity(0)), "load_average": os.getloadavg(),
             "versions": {"python": sys.version.split()[0], "torch": torch.__version__},
-            "cuda": torch.cuda.is_available()}
+            "cuda": torch.cuda.is_available(),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
 # -- 1. roofs -------------------------------------------------------------------------------------
@@ -148,6 +174,26 @@ def roof(processes: int, n: int = 512, seconds: float = 3.0) -> list[float]:
     for p in procs:
         p.join()
     return sorted(rates)
+
+
+def gpu_roof(n: int = 8192, seconds: float = 3.0) -> float:
+    """GFLOP/s of n x n fp32 matrix products on the GPU, TF32 off (true fp32)."""
+    previous = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        a, b = (torch.randn(n, n, device="cuda") for _ in range(2))
+        for _ in range(3):
+            a @ b  # warm-up
+        torch.cuda.synchronize()
+        count, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            for _ in range(10):
+                a @ b
+            torch.cuda.synchronize()
+            count += 10
+        return 2 * n ** 3 * count / (time.perf_counter() - t0) / 1e9
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = previous
 
 
 # -- 2. FLOPs -------------------------------------------------------------------------------------
@@ -201,7 +247,10 @@ def run_config(space: str, args, tmp: Path, name: str, workers: int, batched: st
     overrides = extra + [f"budget.evaluations={args.evaluations}", "budget.minutes=0",
                          "executor.name=local", f"executor.workers={workers}",
                          f"executor.batch={args.batch}", f"executor.batched={batched}",
-                         f"executor.pipeline={args.pipeline}", f"out={tmp}"]
+                         f"executor.pipeline={args.pipeline}", f"out={tmp}",
+                         f"executor.device={args.device}"]
+    if args.device == "cuda":
+        overrides.append(f"executor.per_gpu={workers}")  # the N workers share the one GPU
     return create_run(load_config(ROOT / path, overrides), tmp / name)
 
 
@@ -237,20 +286,31 @@ def engine(space: str, args, tmp: Path, workers: int, batched: str = "never",
             "genomes": [i.genome for i in individuals]}
 
 
-def plain_loop(genomes: list[Genome], fitness_params: dict, data) -> dict:
+def on_device(data, device: torch.device):
+    """The dataset with every split on ``device`` (as a worker keeps it resident)."""
+    if device.type == "cpu":
+        return data
+    return dataclasses.replace(data, **{
+        f.name: getattr(data, f.name).to(device) for f in dataclasses.fields(data)
+        if isinstance(getattr(data, f.name), torch.Tensor)})
+
+
+def plain_loop(genomes: list[Genome], fitness_params: dict, data,
+               device: torch.device = CPU) -> dict:
     """Each candidate built and trained alone in this process, then evaluated: the work of an
     evaluation with nothing of the engine around it."""
     fitness = make_fitness("sgd", fitness_params)
+    data = on_device(data, device)
     t0, train_s = time.perf_counter(), 0.0
     for i, genome in enumerate(genomes):
-        module = build(genome, seed=i)
+        module = build(genome, seed=i, device=device)
         batch = int(genome.gene.get("batch_size", 64))
         t = time.perf_counter()
         train_steps(module, data, genome.gene, fitness.total_steps(len(data.x_train), batch),
-                    batch, i, CPU, augment=AUGMENTATIONS[fitness.augment])
-        train_s += time.perf_counter() - t
-        evaluate(module, data.x_val, data.y_val, CPU, fitness.eval_batch_size)
-        evaluate(module, data.x_test, data.y_test, CPU, fitness.eval_batch_size)
+                    batch, i, device, augment=AUGMENTATIONS[fitness.augment])
+        train_s += time.perf_counter() - t  # train_steps reads its losses: synchronised
+        evaluate(module, data.x_val, data.y_val, device, fitness.eval_batch_size)
+        evaluate(module, data.x_test, data.y_test, device, fitness.eval_batch_size)
     wall = time.perf_counter() - t0
     return {"way": "plain per-model loop", "workers": 1, "wall_s": wall, "steady_s": wall,
             "startup_s": 0.0, "train_s": train_s, "evaluations": len(genomes)}
@@ -270,7 +330,7 @@ def space_section(space: str, args, tmp: Path, roof_all: float, roof_one: float)
         manies.append(engine(space, args, tmp, args.workers, tag=f"-{r}"))
         genomes = genomes or [from_dict(g) for g in ones[0]["genomes"]]
         print(f"[{space}] plain loop over the same {len(genomes)} candidates", flush=True)
-        plains.append(plain_loop(genomes, fitness_params, data))
+        plains.append(plain_loop(genomes, fitness_params, data, torch.device(args.device)))
     one, many, plain = median_run(ones), median_run(manies), median_run(plains)
     print(f"[{space}] engine, {args.workers} workers, batched auto", flush=True)
     batched = engine(space, args, tmp, args.workers, "auto")
@@ -319,7 +379,7 @@ def overhead_section(args, tmp: Path) -> list[dict]:
         one = engine(name, case, tmp, 1)
         print(f"[{name}] plain loop over the same candidates", flush=True)
         plain = plain_loop([from_dict(g) for g in one["genomes"]], dict(config.fitness.params),
-                           data)
+                           data, torch.device(args.device))
         rows.append({"config": name, "overrides": extra, "pipeline": case.pipeline,
                      "evaluations": one["evaluations"], "plain_s": plain["steady_s"],
                      "engine_s": one["steady_s"], **engine_overhead(one, plain)})
@@ -346,6 +406,12 @@ def engine_overhead(one: dict, plain: dict) -> dict:
 
 # -- 4. population training -----------------------------------------------------------------------
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the GPU's queued work, so that a clock read after it counts it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def mlp_genome(widths: tuple[int, ...], batch: int, lr: float) -> Genome:
     """input(64) -> dense(w1, relu) -> ... -> output(10): a member of the ``mlp`` space."""
     nodes = [Node.make(0, "input", shape=(1, 8, 8)), Node.make(1, "output", num_classes=10)]
@@ -359,21 +425,23 @@ def mlp_genome(widths: tuple[int, ...], batch: int, lr: float) -> Genome:
                                       "batch_size": batch, "weight_decay": 0.0})
 
 
-def population(widths, k: int, batch: int, steps: int, data, roof_one: float) -> dict:
+def population(widths, k: int, batch: int, steps: int, data, roof_one: float,
+               device: torch.device = CPU) -> dict:
     """K siblings trained three ways: the plain per-model loop, batched by the generic ``vmap``
     path, and batched by the direct path for dense chains (what ``train_batched`` picks)."""
     genomes = [mlp_genome(widths, batch, 1e-3 * 1.2 ** i) for i in range(k)]
-    modules = [build(g, seed=i) for i, g in enumerate(genomes)]
-    genes = [g.gene for g in genomes]
     flops = k * steps * step_flops(genomes[0], data, batch)
+    data = on_device(data, device)
+    modules = [build(g, seed=i, device=device) for i, g in enumerate(genomes)]
+    genes = [g.gene for g in genomes]
 
     def loop(copies: list) -> None:
         for i, (m, g) in enumerate(zip(copies, genomes)):
-            train_steps(m, data, g.gene, steps, batch, i, CPU)
+            train_steps(m, data, g.gene, steps, batch, i, device)
 
     def batched(direct: bool):
         return lambda copies: train_batched(copies, genes[:len(copies)], data, steps, batch,
-                                            range(len(copies)), CPU, direct=direct)
+                                            range(len(copies)), device, direct=direct)
 
     ways = {"per_model": loop, "vmap": batched(False), "direct": batched(True)}
     for way in ways.values():
@@ -383,8 +451,10 @@ def population(widths, k: int, batch: int, steps: int, data, roof_one: float) ->
     while len(times["direct"]) < repeats:  # interleaved, so that load hits every way alike
         for name, way in ways.items():
             copies = [copy.deepcopy(m) for m in modules]          # fresh candidates, untimed
+            synchronize(device)
             t = time.perf_counter()
             way(copies)
+            synchronize(device)
             times[name].append(time.perf_counter() - t)
         if sum(t[0] for t in times.values()) > 3.0:
             repeats = 3              # big networks: each run is long and relatively quiet
@@ -406,13 +476,17 @@ def population_section(args, roof_one: float) -> list[dict]:
     cases = [((128, 128), 16, 64), ((64, 64, 64), 32, 128), ((64,), 64, 32), ((128,), 16, 64),
              ((128, 128, 128), 16, 64), ((256, 256), 16, 64), ((512, 512), 16, 128),
              ((1024, 1024), 8, 256)]
+    if args.device == "cuda":  # a GPU is idle below dozens of small networks at once
+        cases = [((128, 128), 16, 64), ((128, 128), 64, 64), ((64, 64, 64), 128, 128),
+                 ((256, 256), 64, 128), ((1024, 1024), 32, 256), ((2048, 2048), 32, 512)]
     if args.quick:
         cases = cases[:2]
     steps = 20 if args.quick else 60
     rows = []
     for widths, k, batch in cases:
         print(f"[population] widths {widths}, K={k}, batch {batch}", flush=True)
-        rows.append(population(widths, k, batch, steps, data, roof_one))
+        rows.append(population(widths, k, batch, steps, data, roof_one,
+                               torch.device(args.device)))
     return rows
 
 
@@ -428,9 +502,12 @@ def overhead_line(s: dict) -> str:
 
 def print_tables(report: dict) -> None:
     r = report["roof"]
-    print(f"\nroof: {r['one_core_alone']:.1f} GFLOP/s on one core alone; "
-          f"{r['all_cores']:.1f} GFLOP/s on {len(r['per_core'])} cores at once "
-          f"({', '.join(f'{v:.1f}' for v in r['per_core'])})")
+    if "gpu" in r:
+        print(f"\nroof: {r['gpu']:.0f} GFLOP/s fp32 (TF32 off) on {report['machine']['gpu']}")
+    else:
+        print(f"\nroof: {r['one_core_alone']:.1f} GFLOP/s on one core alone; "
+              f"{r['all_cores']:.1f} GFLOP/s on {len(r['per_core'])} cores at once "
+              f"({', '.join(f'{v:.1f}' for v in r['per_core'])})")
     for s in report["spaces"]:
         print(f"\n{s['space']}: {s['ways'][0]['evaluations']} evaluations, "
               f"{s['evaluation_s']:.2f} s each; same candidates 1 vs N workers: "
@@ -458,19 +535,30 @@ def print_tables(report: dict) -> None:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     torch.set_num_threads(1)
-    warm_up(CPU)  # as every worker does: torch's one-time imports out of the plain loop's time
+    device = torch.device(args.device)
+    use_deterministic_kernels(device)  # as every GPU worker trains
+    warm_up(device)  # as every worker does: torch's one-time imports out of the plain loop's time
     start = time.perf_counter()
-    per_core = roof(args.workers)
     report = {"benchmark": "throughput", "machine": machine(), "args": {
-        k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "roof": {"matmul_n": 512, "per_core": per_core, "all_cores": sum(per_core),
-                 "one_core_alone": roof(1)[0]}}
+        k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}}
+    if args.device == "cuda":  # one roof: the workers share the GPU
+        rate = gpu_roof()
+        report["roof"] = {"matmul_n": 8192, "gpu": rate, "per_core": [rate], "all_cores": rate,
+                          "one_core_alone": rate}
+    else:
+        per_core = roof(args.workers)
+        report["roof"] = {"matmul_n": 512, "per_core": per_core, "all_cores": sum(per_core),
+                          "one_core_alone": roof(1)[0]}
     roof_all, roof_one = report["roof"]["all_cores"], report["roof"]["one_core_alone"]
+    report["spaces"], report["longer_evaluations"], report["population"] = [], [], []
+    if "population" in args.sections:  # first: the shortest, and on a GPU the one most asked
+        report["population"] = population_section(args, roof_one)
     with tempfile.TemporaryDirectory(prefix="evograph-throughput-") as tmp:
-        report["spaces"] = [space_section(space, args, Path(tmp), roof_all, roof_one)
-                            for space in SPACES]
-        report["longer_evaluations"] = overhead_section(args, Path(tmp))
-    report["population"] = population_section(args, roof_one)
+        if "spaces" in args.sections:
+            report["spaces"] = [space_section(space, args, Path(tmp), roof_all, roof_one)
+                                for space in SPACES]
+        if "overhead" in args.sections:
+            report["longer_evaluations"] = overhead_section(args, Path(tmp))
     report["wall_seconds"] = time.perf_counter() - start
     print_tables(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)

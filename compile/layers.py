@@ -7,6 +7,7 @@ weight inheritance relies on. Shapes in comments are per batch: N samples.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Callable
 
 import torch
@@ -76,6 +77,37 @@ def _output(node: Node, shape_in: Shape, shape_out: Shape) -> nn.Module:
     return nn.Sequential(*head, nn.Linear(shape_in[0], node.get("num_classes")))
 
 
+def adaptive_avg_pool(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``F.adaptive_avg_pool2d(x, size)``, deterministic on CUDA as well.
+
+    Its CUDA backward accumulates with atomic adds (results differ run to run in the last bits;
+    torch's deterministic mode has no alternative for it), so where deterministic algorithms are
+    on (:mod:`evograph.compile.determinism`) a CUDA input is pooled as two matrix products with
+    the pooling matrices instead: the same windows, rows ``floor(i*H/h)`` to ``ceil((i+1)*H/h)``,
+    equal to the pooled values up to float rounding."""
+    if not (x.is_cuda and torch.are_deterministic_algorithms_enabled()):
+        return F.adaptive_avg_pool2d(x, size)
+    return pool_by_matrices(x, size)
+
+
+def pool_by_matrices(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Adaptive average pooling of (N, C, H, W) to (N, C, *size) as two matrix products."""
+    rows = _pool_matrix(x.shape[-2], size[0], x.device, x.dtype)      # (h, H)
+    cols = _pool_matrix(x.shape[-1], size[1], x.device, x.dtype)      # (w, W)
+    return rows @ x @ cols.T                        # (h, H) @ (N, C, H, W) @ (W, w) -> (N, C, h, w)
+
+
+@lru_cache(maxsize=64)
+def _pool_matrix(n_in: int, n_out: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """(n_out, n_in): row i averages the inputs of adaptive pooling's i-th window."""
+    i = torch.arange(n_out)
+    start = torch.div(i * n_in, n_out, rounding_mode="floor")
+    end = torch.div((i + 1) * n_in + n_out - 1, n_out, rounding_mode="floor")
+    j = torch.arange(n_in)
+    inside = (j >= start[:, None]) & (j < end[:, None])
+    return (inside.to(dtype) / (end - start).to(dtype)[:, None]).to(device)
+
+
 class Merge(nn.Module):
     """Sum several inputs after reconciling them to ``target`` (the rule of genome.validate).
 
@@ -91,7 +123,7 @@ class Merge(nn.Module):
 
     def _reconcile(self, x: torch.Tensor, shape: Shape) -> torch.Tensor:
         if is_spatial(shape) and shape[1:] != self.target[1:]:
-            x = F.adaptive_avg_pool2d(x, self.target[1:])
+            x = adaptive_avg_pool(x, self.target[1:])
         have, want = shape[0], self.target[0]
         if have > want:
             x = x[:, :want]

@@ -10,9 +10,9 @@ Fault isolation rests on dask's nannies: a worker that segfaults, is SIGKILLed o
 memory is restarted by its nanny, and the scheduler fails the task with ``KilledWorker`` — here
 reported as ``failed`` with the reason. The ``LocalCluster`` is created with
 ``distributed.scheduler.allowed-failures = 0`` so a fatal task is not re-run by dask behind the
-driver's back (the driver's bounded retries apply), and ``worker-saturation = 1.0`` so a worker
-holds only the task it runs (no innocent task queued behind a fatal one dies with it); give an
-external scheduler the same two settings.
+driver's back (the driver's bounded retries apply; give an external scheduler the same
+setting). Each unit is pinned to a worker thread that runs no other unit of the run, so no
+innocent unit queued behind a fatal or hung one dies with it.
 Dask cannot stop a running task, so a task running past its timeout is reported ``failed`` and
 its worker restarted. A worker plugin gives each worker one torch thread, its device (per worker
 name, for GPUs) and the ``memory_limit_mb`` address-space limit.
@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -59,8 +60,9 @@ class EvographWorkerPlugin(WorkerPlugin):
 class _Flight:
     future: Any
     unit: list[Task]
-    worker: str | None = None       # address, once seen processing
+    worker: str | None = None       # address of the worker it is pinned to
     deadline: float | None = None   # from the moment it is seen processing
+    orphaned_at: float | None = None  # when its worker was first seen gone, it still pending
 
 
 class DaskExecutor(QueueingExecutor):
@@ -95,15 +97,29 @@ class DaskExecutor(QueueingExecutor):
         while queue or self.flight:
             if should_stop():
                 return  # the driver abandons in-flight tasks; they stay pending for resume
-            while queue and len(self.flight) < self.slots:
-                self._launch(queue.pop())
+            if queue and len(self.flight) < self.slots:
+                for worker in self._free_threads()[:self.slots - len(self.flight)]:
+                    if not queue:
+                        break
+                    self._launch(queue.pop(), worker)
             yield from self._harvest(queue)
 
-    def _launch(self, unit: list[Task]) -> None:
+    def _free_threads(self) -> list[str]:
+        """One address per worker thread alive now and running no unit of ours.
+
+        Each unit is pinned to a free thread's worker: left to itself the scheduler may stack
+        a unit behind a busy worker's (seen while a nanny restarted a dead worker, and beside a
+        freshly started one), and an innocent unit held there dies with a fatal one, or with
+        the restart that stops a hung one."""
+        busy = Counter(flight.worker for flight in self.flight.values())
+        return [address for address, threads in self.client.nthreads().items()
+                for _ in range(max(0, threads - busy[address]))]
+
+    def _launch(self, unit: list[Task], worker: str) -> None:
         key = f"evograph-eval-{uuid.uuid4().hex}"
         future = self.client.submit(evaluate_unit, unit, self.batched, key=key, pure=False,
-                                    retries=0)
-        self.flight[key] = _Flight(future, unit)
+                                    retries=0, workers=[worker], allow_other_workers=False)
+        self.flight[key] = _Flight(future, unit, worker)
 
     def _harvest(self, queue: UnitQueue) -> Iterator[Result]:
         deadline = time.monotonic() + 0.2
@@ -111,7 +127,7 @@ class DaskExecutor(QueueingExecutor):
                                                   for f in self.flight.values()):
             time.sleep(0.02)  # future.status is local state: polling costs no round trip
         self._note_started()
-        if self._workers_lost():
+        if self._workers_lost(queue):
             for flight in self.flight.values():
                 self.client.cancel(flight.future)
                 queue.push_front(flight.unit)
@@ -146,17 +162,35 @@ class DaskExecutor(QueueingExecutor):
                     flight.worker = address
                     flight.deadline = time.monotonic() + self.timeout_s * len(flight.unit)
 
-    def _workers_lost(self, patience_s: float = 300.0) -> bool:
-        """True once the cluster has had no worker for ``patience_s`` (checked every 2 s)."""
+    def _workers_lost(self, queue: UnitQueue, patience_s: float = 300.0) -> bool:
+        """True once the cluster has had no worker for ``patience_s`` (checked every 2 s).
+        Units pinned to a worker that is gone go back to the queue, uncharged."""
         now = time.monotonic()
         if now - self._checked < 2.0:
             return False
         self._checked = now
-        if self.client.nthreads():
+        live = self.client.nthreads()
+        self._requeue_orphans(queue, live, now)
+        if live:
             self._no_workers_since = None
             return False
         self._no_workers_since = self._no_workers_since or now
         return now - self._no_workers_since > patience_s
+
+    def _requeue_orphans(self, queue: UnitQueue, live: dict, now: float) -> None:
+        """A unit pinned to a worker that left before running it waits for that worker
+        forever; one still pending two checks after its worker was seen gone is cancelled and
+        queued again. (A unit that killed its worker is reported failed by then: dask
+        reports a ``KilledWorker`` as the worker is removed.)"""
+        for key, flight in list(self.flight.items()):
+            if flight.worker in live or flight.future.status != "pending":
+                flight.orphaned_at = None
+            elif flight.orphaned_at is None:
+                flight.orphaned_at = now
+            elif now - flight.orphaned_at >= 2.0:
+                del self.flight[key]
+                self.client.cancel(flight.future)
+                queue.push_front(flight.unit)
 
     def _stop(self, flight: _Flight) -> None:
         """Dask cannot interrupt a running task: restart its worker, then drop the task. (In this

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from ..compile.builder import GenomeModule, build
+from ..compile.determinism import use_deterministic_kernels
 from ..compile.train import evaluate, train_steps
 from ..errors import ExportError
 from ..genome.core import Genome
@@ -135,7 +136,9 @@ def run_dataset(store: RunStore):
 def retrain(store: RunStore, id: int, genome: Genome, module: GenomeModule, epochs: float,
             from_scratch: bool, seed: int, device: torch.device) -> tuple[GenomeModule, dict]:
     """Train for ``epochs`` more passes over train+val (a fresh module if ``from_scratch``);
-    report test accuracy before (the run's weights) and after."""
+    report test accuracy before (the run's weights) and after; on a GPU with deterministic
+    kernels, as the run trained."""
+    use_deterministic_kernels(device)
     data = run_dataset(store)
     joined = dataclasses.replace(data, x_train=torch.cat([data.x_train, data.x_val]),
                                  y_train=torch.cat([data.y_train, data.y_val]))

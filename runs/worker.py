@@ -31,6 +31,7 @@ from .. import meta as _meta  # noqa: F401  (registers the meta-learners' fitnes
 from ..compile.batch_rule import BatchRule
 from ..compile.batched import batch_problem, score_batched
 from ..compile.builder import build
+from ..compile.determinism import use_deterministic_kernels
 from ..compile.fitness import Score, make_fitness
 from ..compile.inherit import inherit_weights
 from ..compile.train import make_optimizer
@@ -57,10 +58,12 @@ def init_worker(threads: int = 1, device: str = "auto", memory_limit_mb: int = 0
     run's dataset made resident when ``preload`` names it (a task's ``dataset`` and
     ``data_seed``: loaded while the driver asks for the first batch, not inside the first
     evaluation), and an address-space limit of ``memory_limit_mb`` MiB *beyond what the
-    process already maps* (a CUDA build of torch alone maps a few GiB of address space)."""
+    process already maps* (a CUDA build of torch alone maps a few GiB of address space). A GPU
+    worker trains with deterministic kernels (:mod:`evograph.compile.determinism`)."""
     torch.set_num_threads(threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     _WORKER["device"] = device or "auto"
+    use_deterministic_kernels(pick_device(_WORKER["device"]))  # before cuBLAS starts up
     warm_up(pick_device(_WORKER["device"]))
     if preload:
         try:
@@ -250,6 +253,7 @@ def evaluate_task(task: Task, deferred: list[PendingWrite] | None = None) -> Res
     try:
         trigger_process_fault(task)
         device = _device_of(task)
+        use_deterministic_kernels(device)
         genome, module, result["inherited"] = _prepare(task, device)
         data = dataset_for(task, device)
         fitness = make_fitness(task["fitness"]["name"], task["fitness"]["params"])
@@ -290,6 +294,7 @@ def _train_together(tasks: list[Task], mode: str,
     if tasks[0]["fitness"]["name"] != "sgd":
         return None
     device = _device_of(tasks[0])
+    use_deterministic_kernels(device)
     prepared = [_prepare(task, device) for task in tasks]
     genomes = [p[0] for p in prepared]
     if batch_problem(genomes) is not None:

@@ -37,3 +37,29 @@ def test_quick_throughput_report_is_complete_and_consistent(tmp_path, monkeypatc
     assert len(report["population"]) == 2
     for row in report["population"]:
         assert row["direct_gflops"] > 0 and isinstance(row["targets_met"], bool)
+
+
+def test_sections_and_device_are_checked_and_name_the_output(monkeypatch, capsys):
+    throughput = load_benchmark(monkeypatch)
+    args = throughput.parse_args(["--quick", "--sections", "population, spaces"])
+    assert args.sections == ["population", "spaces"]
+    assert args.out.name == "throughput-quick.json"
+    with pytest.raises(SystemExit):
+        throughput.parse_args(["--sections", "spaces,roofs"])
+    assert "--sections: unknown roofs (known: spaces, overhead, population)" in \
+        capsys.readouterr().err
+    if not __import__("torch").cuda.is_available():
+        with pytest.raises(SystemExit):
+            throughput.parse_args(["--device", "cuda"])
+        assert "--device cuda: torch finds no CUDA device" in capsys.readouterr().err
+    else:
+        assert throughput.parse_args(["--device", "cuda"]).out.name == "throughput-cuda.json"
+
+
+@pytest.mark.slow
+def test_quick_population_section_alone(tmp_path, monkeypatch):
+    """--sections population: the report has the population rows and nothing of the runs."""
+    report = load_benchmark(monkeypatch).main(["--quick", "--workers", "1", "--sections",
+                                               "population", "--out", str(tmp_path / "p.json")])
+    assert report["spaces"] == [] and report["longer_evaluations"] == []
+    assert len(report["population"]) == 2

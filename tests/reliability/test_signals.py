@@ -83,7 +83,8 @@ def test_second_signal_exits_within_two_seconds(tmp_path):
 @OVERLOADED
 @pytest.mark.slow
 def test_second_driver_refused_fast_and_takes_over_after_kill(tmp_path):
-    victim = make_run(tmp_path / "victim", evaluations=500, extra=("fitness.epochs=2",))
+    # a budget no machine finishes while the test runs (a GPU machine did 500 in the meantime)
+    victim = make_run(tmp_path / "victim", evaluations=100_000, extra=("fitness.epochs=2",))
     first = start_driver(victim)
     while finished_count(victim) < 1:
         time.sleep(0.05)

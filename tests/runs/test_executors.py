@@ -7,6 +7,7 @@ or diverge. The dask executor is tested on one LocalCluster per module (started 
 
 import os
 import re
+from collections import Counter
 import subprocess
 import sys
 
@@ -283,6 +284,32 @@ def test_a_worker_loads_the_run_dataset_before_its_first_task():
     out = subprocess.run([sys.executable, "-c", code, __import__("json").dumps(preload)],
                          capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "1", out.stderr
+
+
+@pytest.mark.slow
+def test_dask_pins_one_unit_per_worker_and_requeues_one_whose_worker_is_gone(request,
+                                                                            reference):
+    """Units go one per live worker thread, never stacked; a unit pinned to a worker that left
+    before running it (here: an address where no worker ever was) goes back to the queue,
+    uncharged, and completes on a live worker."""
+    tasks, expected = reference
+    executor = open_executor(request, "dask")
+    free, pinned = executor._free_threads, []
+
+    def free_threads_once_gone():
+        workers = free()
+        running = Counter(f.worker for f in executor.flight.values())
+        assert all(running[w] == 0 for w in workers)  # one unit per (single-thread) worker
+        pinned.extend(workers)
+        return ["tcp://127.0.0.1:9"] + workers[1:] if len(pinned) == len(workers) else workers
+
+    executor._free_threads = free_threads_once_gone
+    try:
+        got = run_all(executor, tasks)
+    finally:
+        executor.close()
+    assert {i: (r["status"], r["fitness"]) for i, r in got.items()} == \
+        {i: (r["status"], r["fitness"]) for i, r in expected.items()}
 
 
 def test_unknown_executor_is_one_clear_error():

@@ -1,0 +1,75 @@
+"""Deterministic GPU kernels (compile.determinism) and the pooling that has no deterministic
+CUDA backward in torch (compile.layers.adaptive_avg_pool)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from evograph.compile.determinism import use_deterministic_kernels
+from evograph.compile.layers import adaptive_avg_pool, pool_by_matrices
+
+
+@pytest.mark.parametrize("shape, size", [((8, 8), (4, 4)), ((7, 7), (4, 4)), ((5, 3), (2, 2)),
+                                         ((6, 6), (1, 1)), ((4, 4), (4, 4)), ((9, 5), (4, 3))])
+def test_pooling_by_matrices_equals_adaptive_pooling_forward_and_backward(shape, size):
+    x = torch.randn(2, 3, *shape, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(2, 3, *size, dtype=torch.float64)
+    ours = pool_by_matrices(x, size)
+    (grad_ours,) = torch.autograd.grad((ours * weights).sum(), x)
+    theirs = F.adaptive_avg_pool2d(x, size)
+    (grad_theirs,) = torch.autograd.grad((theirs * weights).sum(), x)
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-12)
+    torch.testing.assert_close(grad_ours, grad_theirs, rtol=0, atol=1e-12)
+
+
+def test_cpu_keeps_torch_pooling_and_global_settings():
+    """On CPU nothing changes: torch's own pooling (bit for bit), no process-wide switch."""
+    before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
+              os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
+    use_deterministic_kernels("cpu")
+    use_deterministic_kernels(torch.device("cpu"))
+    assert (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
+            os.environ.get("CUBLAS_WORKSPACE_CONFIG")) == before
+    x = torch.randn(2, 3, 7, 7)
+    assert torch.equal(adaptive_avg_pool(x, (3, 3)), F.adaptive_avg_pool2d(x, (3, 3)))
+
+
+TRAIN_TWICE = textwrap.dedent("""
+    import torch
+    from evograph.compile.builder import build
+    from evograph.compile.determinism import use_deterministic_kernels
+    from evograph.compile.train import train_steps
+    from evograph.runs.datasets import load_dataset
+    from tests.compile.test_batched import conv_genome
+
+    cuda = torch.device("cuda")
+    use_deterministic_kernels(cuda)
+    data = load_dataset("digits", seed=0)
+    data = type(data)(**{k: v.to(cuda) if isinstance(v, torch.Tensor) else v
+                         for k, v in vars(data).items()})
+    genome = conv_genome(optimizer="adam", lr=1e-3)
+    states = []
+    for _ in range(2):
+        module = build(genome, seed=3, device=cuda)
+        train_steps(module, data, genome.gene, 30, 32, 3, cuda)
+        states.append(module.state_dict())
+    print(all(torch.equal(states[0][k], states[1][k]) for k in states[0]))
+""")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_training_twice_on_cuda_gives_the_same_bits():
+    """A conv net whose output merges an 8x8 and a 4x4 input (adaptive pooling in the graph),
+    trained twice in a fresh process with deterministic kernels: identical weights."""
+    done = subprocess.run([sys.executable, "-c", TRAIN_TWICE], capture_output=True, text=True,
+                          timeout=300, cwd=os.path.dirname(os.path.dirname(
+                              os.path.dirname(os.path.abspath(__file__)))))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "True"
