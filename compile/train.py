@@ -139,40 +139,74 @@ class SGDTraining:
         return Score("completed", val_acc, metrics).checked()
 
 
+# on a GPU the loss is read back every this many steps, not every step (see train_steps)
+GPU_LOSS_READ_EVERY = 16
+
+
 def train_steps(module: nn.Module, data: Splits, genes: dict[str, Any], steps: int, batch: int,
                 seed: int, device: torch.device, label_smoothing: float = 0.0,
                 grad_clip: float = 0.0, points: int = 20,
-                augment: "Augmentation | None" = None) -> list[float]:
+                augment: "Augmentation | None" = None,
+                loss_read_every: int | None = None) -> list[float]:
     """Run ``steps`` minibatch steps; return the mean loss over ~``points`` equal chunks.
-    Stops early (last entry non-finite) on a NaN/inf loss."""
+    Stops early (last entry non-finite) on a NaN/inf loss.
+
+    Reading a loss back waits for the device. On CPU that costs nothing, so every loss is read
+    as it comes and training stops before stepping on a non-finite one. On a GPU a read each
+    step would stall the queue of kernels every step, so losses are read ``loss_read_every``
+    steps at a time (default :data:`GPU_LOSS_READ_EVERY` there, 1 on CPU): the curve is the same
+    value for value, and so is every weight, unless the loss goes non-finite — then up to that
+    many steps ran past it, on weights already ruined, before the curve ends at the first
+    non-finite value."""
+    read_every = loss_read_every or (1 if torch.device(device).type == "cpu"
+                                     else GPU_LOSS_READ_EVERY)
     optimizer = make_optimizer(genes, module.parameters())
     gen = torch.Generator().manual_seed(seed)
     n = len(data.x_train)
     x_all, y_all = data.x_train.to(device), data.y_train.to(device)
-    order, cursor = torch.randperm(n, generator=gen), 0
-    chunk = max(1, steps // points)
-    curve, running, count = [], 0.0, 0
+    order, cursor = torch.randperm(n, generator=gen).to(device), 0  # one copy per epoch
+    curve = _LossCurve(max(1, steps // points))
+    unread: list[torch.Tensor] = []
     module.train()
     for step in range(steps):
         if n - cursor < 2:  # a batch of one would break batch-norm's statistics
-            order, cursor = torch.randperm(n, generator=gen), 0
-        idx = order[cursor:cursor + batch].to(device)
+            order, cursor = torch.randperm(n, generator=gen).to(device), 0
+        idx = order[cursor:cursor + batch]
         cursor += batch
         xb = x_all[idx]
         if augment is not None:
             xb = augment(xb, gen)
         loss = F.cross_entropy(module(xb), y_all[idx], label_smoothing=label_smoothing)
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            curve.append(value)
-            return curve
+        unread.append(loss.detach())
+        if read_every == 1 and not curve.take(float(unread.pop()), last=step == steps - 1):
+            return curve.points  # before stepping on a non-finite loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip > 0:
             nn.utils.clip_grad_norm_(module.parameters(), grad_clip)
         optimizer.step()
-        running, count = running + value, count + 1
-        if count == chunk or step == steps - 1:
-            curve.append(running / count)
-            running, count = 0.0, 0
-    return curve
+        if len(unread) == read_every or (unread and step == steps - 1):
+            values = torch.stack(unread).tolist()  # one wait for the device
+            unread = []
+            for i, value in enumerate(values):
+                if not curve.take(value, last=step == steps - 1 and i == len(values) - 1):
+                    return curve.points
+    return curve.points
+
+
+class _LossCurve:
+    """Mean losses over chunks of ``chunk`` steps, fed one loss at a time."""
+
+    def __init__(self, chunk: int):
+        self.chunk, self.points, self.running, self.count = chunk, [], 0.0, 0
+
+    def take(self, value: float, last: bool) -> bool:
+        """Add one step's loss; False (the curve ends with it) if it is not finite."""
+        if not math.isfinite(value):
+            self.points.append(value)
+            return False
+        self.running, self.count = self.running + value, self.count + 1
+        if self.count == self.chunk or last:
+            self.points.append(self.running / self.count)
+            self.running, self.count = 0.0, 0
+        return True

@@ -1,5 +1,6 @@
-"""Deterministic GPU kernels (compile.determinism) and the pooling that has no deterministic
-CUDA backward in torch (compile.layers.adaptive_avg_pool)."""
+"""Deterministic GPU kernels (compile.determinism), the pooling that has no deterministic
+CUDA backward in torch (compile.layers.adaptive_avg_pool), and the GPU's way of reading losses
+(compile.train.train_steps, a block at a time): the same results."""
 
 from __future__ import annotations
 
@@ -12,8 +13,12 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from evograph.compile.builder import build
 from evograph.compile.determinism import use_deterministic_kernels
 from evograph.compile.layers import adaptive_avg_pool, pool_by_matrices
+from evograph.compile.train import AUGMENTATIONS, train_steps
+from evograph.runs.datasets import load_dataset
+from tests.compile.test_batched import conv_genome
 
 
 @pytest.mark.parametrize("shape, size", [((8, 8), (4, 4)), ((7, 7), (4, 4)), ((5, 3), (2, 2)),
@@ -73,3 +78,33 @@ def test_training_twice_on_cuda_gives_the_same_bits():
                               os.path.dirname(os.path.abspath(__file__)))))
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "True"
+
+
+@pytest.mark.parametrize("every", [3, 16, 100])
+def test_losses_read_in_blocks_give_the_same_curve_and_weights(every):
+    """The GPU's way of reading losses (a block at a time), run on CPU: value for value the
+    curve and the weights of reading every loss at once, whatever the block size."""
+    data = load_dataset("digits", seed=0)
+    genome = conv_genome(optimizer="adam", lr=1e-3)
+    runs = []
+    for read_every in (1, every):
+        module = build(genome, seed=3)
+        curve = train_steps(module, data, genome.gene, 23, 32, 3, torch.device("cpu"), points=5,
+                            augment=AUGMENTATIONS["shift"], loss_read_every=read_every)
+        runs.append((curve, module.state_dict()))
+    (curve_one, state_one), (curve_block, state_block) = runs
+    assert curve_block == curve_one and len(curve_one) == 6  # 5 chunks of 4 steps, then 3
+    assert all(torch.equal(state_one[k], state_block[k]) for k in state_one)
+
+
+def test_losses_read_in_blocks_end_the_curve_at_the_first_non_finite_loss():
+    data = load_dataset("digits", seed=0)
+    genome = conv_genome(optimizer="sgd", lr=1e-3)
+    curves = []
+    for read_every in (1, 16):
+        module = build(genome, seed=3)
+        with torch.no_grad():
+            next(module.parameters()).fill_(float("nan"))
+        curves.append(train_steps(module, data, genome.gene, 40, 32, 3, torch.device("cpu"),
+                                  loss_read_every=read_every))
+    assert len(curves[0]) == len(curves[1]) == 1 and all(c[0] != c[0] for c in curves)  # NaN
