@@ -205,7 +205,7 @@ class DaskExecutor(QueueingExecutor):
         On an external cluster, workers running them are restarted to stop the work."""
         ids = [task["id"] for flight in self.flight.values() for task in flight.unit]
         for flight in self.flight.values():
-            if self.cluster is None and flight.worker:
+            if self.cluster is None and flight.deadline is not None:  # seen running there
                 self.client.restart_workers([flight.worker], timeout=120, raise_for_error=False)
             self.client.cancel(flight.future)
         self.flight = {}
