@@ -10,6 +10,7 @@ import re
 from collections import Counter
 import subprocess
 import sys
+import time
 
 import psutil
 import pytest
@@ -304,10 +305,12 @@ def test_dask_pins_one_unit_per_worker_and_requeues_one_whose_worker_is_gone(req
         return ["tcp://127.0.0.1:9"] + workers[1:] if len(pinned) == len(workers) else workers
 
     executor._free_threads = free_threads_once_gone
+    give_up = time.monotonic() + 120  # a unit left waiting for the gone worker would hang
     try:
-        got = run_all(executor, tasks)
+        got = {r["id"]: r for r in executor.run(tasks, lambda: time.monotonic() > give_up)}
     finally:
         executor.close()
+    assert sorted(got) == sorted(t["id"] for t in tasks), "a unit never came back"
     assert {i: (r["status"], r["fitness"]) for i, r in got.items()} == \
         {i: (r["status"], r["fitness"]) for i, r in expected.items()}
 
