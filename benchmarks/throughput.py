@@ -50,6 +50,7 @@ deterministic kernels every GPU worker uses (:mod:`evograph.compile.determinism`
 Usage::
 
     python benchmarks/throughput.py [--quick] [--device cpu|cuda] [--workers N]
+                                    [--sections spaces,overhead,population]
                                     [--out benchmarks/results/throughput.json]
 """
 
