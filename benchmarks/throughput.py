@@ -58,7 +58,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import dataclasses
 import json
 import multiprocessing as mp
 import os
@@ -287,21 +286,12 @@ def engine(space: str, args, tmp: Path, workers: int, batched: str = "never",
             "genomes": [i.genome for i in individuals]}
 
 
-def on_device(data, device: torch.device):
-    """The dataset with every split on ``device`` (as a worker keeps it resident)."""
-    if device.type == "cpu":
-        return data
-    return dataclasses.replace(data, **{
-        f.name: getattr(data, f.name).to(device) for f in dataclasses.fields(data)
-        if isinstance(getattr(data, f.name), torch.Tensor)})
-
-
 def plain_loop(genomes: list[Genome], fitness_params: dict, data,
                device: torch.device = CPU) -> dict:
     """Each candidate built and trained alone in this process, then evaluated: the work of an
     evaluation with nothing of the engine around it."""
     fitness = make_fitness("sgd", fitness_params)
-    data = on_device(data, device)
+    data = data.to(device)
     t0, train_s = time.perf_counter(), 0.0
     for i, genome in enumerate(genomes):
         module = build(genome, seed=i, device=device)
@@ -432,7 +422,7 @@ def population(widths, k: int, batch: int, steps: int, data, roof_one: float,
     path, and batched by the direct path for dense chains (what ``train_batched`` picks)."""
     genomes = [mlp_genome(widths, batch, 1e-3 * 1.2 ** i) for i in range(k)]
     flops = k * steps * step_flops(genomes[0], data, batch)
-    data = on_device(data, device)
+    data = data.to(device)
     modules = [build(g, seed=i, device=device) for i, g in enumerate(genomes)]
     genes = [g.gene for g in genomes]
 

@@ -191,15 +191,16 @@ def train_steps(module: nn.Module, data: Splits, genes: dict[str, Any], steps: i
         if augment is not None:
             xb = augment(xb, gen)
         loss = F.cross_entropy(module(xb), y_all[idx], label_smoothing=label_smoothing)
-        unread.append(loss.detach())
-        if read_every == 1 and not curve.take(float(unread.pop()), last=step == steps - 1):
+        if read_every > 1:
+            unread.append(loss.detach())
+        elif not curve.take(float(loss.detach()), last=step == steps - 1):
             return curve.points  # before stepping on a non-finite loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip > 0:
             nn.utils.clip_grad_norm_(module.parameters(), grad_clip)
         optimizer.step()
-        if len(unread) == read_every or (unread and step == steps - 1):
+        if unread and (len(unread) == read_every or step == steps - 1):
             values = torch.stack(unread).tolist()  # one wait for the device
             unread = []
             for i, value in enumerate(values):

@@ -60,7 +60,7 @@ class EvographWorkerPlugin(WorkerPlugin):
 class _Flight:
     future: Any
     unit: list[Task]
-    worker: str | None = None       # address of the worker it is pinned to
+    worker: str                     # address of the worker it is pinned to
     deadline: float | None = None   # from the moment it is seen processing
     orphaned_at: float | None = None  # when its worker was first seen gone, it still pending
 
@@ -142,24 +142,23 @@ class DaskExecutor(QueueingExecutor):
             elif status in ("error", "cancelled", "lost"):
                 del self.flight[key]
                 yield from queue.fail(flight.unit, _failure_reason(flight.future),
-                                      flight.worker or "dask")
+                                      flight.worker)
             elif flight.deadline is not None and time.monotonic() > flight.deadline:
                 del self.flight[key]
                 self._stop(flight)
                 yield from queue.fail(flight.unit, f"timeout after "
                                       f"{self.timeout_s * len(flight.unit):.0f} s",
-                                      flight.worker or "dask")
+                                      flight.worker)
 
     def _note_started(self) -> None:
         """Start each unit's clock when the scheduler first reports it processing."""
         waiting = {k: f for k, f in self.flight.items() if f.deadline is None}
         if not waiting:
             return
-        for address, keys in self.client.processing().items():
+        for keys in self.client.processing().values():
             for key in keys:
                 flight = waiting.get(key)
                 if flight is not None:
-                    flight.worker = address
                     flight.deadline = time.monotonic() + self.timeout_s * len(flight.unit)
 
     def _workers_lost(self, queue: UnitQueue, patience_s: float = 300.0) -> bool:
@@ -196,8 +195,7 @@ class DaskExecutor(QueueingExecutor):
         """Dask cannot interrupt a running task: restart its worker, then drop the task. (In this
         order: a cancelled task frees its worker in the scheduler's eyes, and a task sent there
         before the restart would die with the hung one.)"""
-        if flight.worker:
-            self.client.restart_workers([flight.worker], timeout=120, raise_for_error=False)
+        self.client.restart_workers([flight.worker], timeout=120, raise_for_error=False)
         self.client.cancel(flight.future)
 
     def abandon(self) -> list[int]:

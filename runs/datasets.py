@@ -19,6 +19,7 @@ import pickle
 import random
 import threading
 from collections.abc import Callable
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -56,6 +57,20 @@ class Dataset:
                 raise DatasetError(f"dataset {self.name!r}: a split has inputs {tuple(x.shape)}"
                                    f" and labels {tuple(y.shape)}, expected inputs (N, "
                                    f"*{self.input_shape}) and as many labels")
+
+    def to(self, device: torch.device | str, pinned: bool = False) -> "Dataset":
+        """The dataset with every split on ``device`` (itself on CPU). ``pinned``: copied from
+        page-locked host memory, the splits' copies overlapping, then waited for once."""
+        device = torch.device(device)
+        if device.type == "cpu":
+            return self
+        splits = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                  if isinstance(getattr(self, f.name), torch.Tensor)}
+        moved = {name: (t.pin_memory() if pinned else t).to(device, non_blocking=pinned)
+                 for name, t in splits.items()}
+        if pinned:
+            torch.cuda.synchronize(device)
+        return dataclasses.replace(self, **moved)
 
     def describe(self) -> str:
         """One line for logs and the CLI: name, input shape, classes and split sizes."""

@@ -131,13 +131,7 @@ def _dataset(name: str, seed: int, root: str, download: bool, val_fraction: floa
 @lru_cache(maxsize=4)
 def _resident(key: tuple, device: str):
     """The dataset with every split moved to ``device`` once (pinned host memory, one copy)."""
-    data = _dataset(*key)
-    if device == "cpu":
-        return data
-    moved = {f.name: getattr(data, f.name).pin_memory().to(device, non_blocking=True)
-             for f in dataclasses.fields(data) if isinstance(getattr(data, f.name), torch.Tensor)}
-    torch.cuda.synchronize(device)
-    return dataclasses.replace(data, **moved)
+    return _dataset(*key).to(device, pinned=True)
 
 
 def dataset_for(task: Task, device: torch.device | str | None = None):

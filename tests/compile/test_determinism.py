@@ -56,9 +56,7 @@ TRAIN_TWICE = textwrap.dedent("""
 
     cuda = torch.device("cuda")
     use_deterministic_kernels(cuda)
-    data = load_dataset("digits", seed=0)
-    data = type(data)(**{k: v.to(cuda) if isinstance(v, torch.Tensor) else v
-                         for k, v in vars(data).items()})
+    data = load_dataset("digits", seed=0).to(cuda)
     genome = conv_genome(optimizer="adam", lr=1e-3)
     states = []
     for _ in range(2):

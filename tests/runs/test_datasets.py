@@ -372,3 +372,20 @@ def test_too_few_samples_to_stratify_is_a_dataset_error(tmp_path):
     write_idx_root(tmp_path, "MNIST", n_train=20, n_test=10)
     with pytest.raises(DatasetError, match="stratified validation split"):
         load_dataset("mnist", root=tmp_path, val_fraction=0.1)
+
+
+def test_to_cpu_is_the_dataset_itself():
+    data = datasets.load_dataset("digits", seed=0)
+    assert data.to("cpu") is data and data.to(torch.device("cpu"), pinned=True) is data
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("pinned", [False, True])
+def test_to_cuda_moves_every_split_and_keeps_the_rest(pinned):
+    data = datasets.load_dataset("digits", seed=0)
+    moved = data.to("cuda", pinned=pinned)
+    for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
+        assert getattr(moved, name).is_cuda
+        assert torch.equal(getattr(moved, name).cpu(), getattr(data, name))
+    assert (moved.name, moved.input_shape, moved.num_classes) == \
+        (data.name, data.input_shape, data.num_classes)
