@@ -17,8 +17,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import resource
+import threading
 import time
 import traceback
+from collections import OrderedDict
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -49,6 +52,7 @@ Result = dict[str, Any]
 _WORKER = {"device": "auto"}        # this process's device, set by init_worker
 _BATCH_CACHE: dict = {}  # measured batching timings, per cost class (compile.batched)
 SMALL_WEIGHTS_BYTES = 16 * 1024 * 1024  # parent weights up to this size are read whole
+RECENT_WEIGHTS_BYTES = 64 * 1024 * 1024  # weights a worker wrote, kept in memory (RecentWeights)
 
 
 def init_worker(threads: int = 1, device: str = "auto", memory_limit_mb: int = 0,
@@ -154,10 +158,64 @@ def failed_result(task: Task, reason: str, worker: str = "") -> Result:
     return blank_result(task, "failed", reason, worker)
 
 
+class RecentWeights:
+    """The weights files this process wrote, kept in memory by path (least recently used
+    dropped first, ``budget`` bytes in all), so that a child evaluated by the worker that
+    trained its parent inherits without reading the file back: always so with one worker, and
+    often with a few. Reading a small file back and parsing it took 0.2-0.4 ms of a pool
+    worker's time per candidate (its page-cache copy included), a quarter of the engine's own
+    cost at digits-sized evaluations.
+
+    Exact: the tensors kept are the very ones written, and a weights file is written again
+    only by another attempt of the same evaluation, which trains the same values (training is
+    deterministic) and, in this process, replaces the entry. A process that did not write a
+    file, or was restarted since, reads it. Used by the main thread and a pool worker's sender
+    thread at once, hence the lock."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self._items: OrderedDict[str, tuple[dict[str, torch.Tensor], int]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def put(self, path: str, tensors: dict[str, torch.Tensor]) -> None:
+        size = sum(t.numel() * t.element_size() for t in tensors.values())
+        with self._lock:
+            self._drop(path)
+            if size > self.budget:
+                return
+            self._items[path] = (tensors, size)
+            self._bytes += size
+            while self._bytes > self.budget:
+                self._drop(next(iter(self._items)))
+
+    def get(self, path: str) -> dict[str, torch.Tensor] | None:
+        with self._lock:
+            item = self._items.get(path)
+            if item is None:
+                return None
+            self._items.move_to_end(path)
+            return item[0]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
+
+    def _drop(self, path: str) -> None:
+        item = self._items.pop(path, None)
+        if item is not None:
+            self._bytes -= item[1]
+
+
+RECENT_WEIGHTS = RecentWeights(RECENT_WEIGHTS_BYTES)
+
+
 def _save_weights(module: torch.nn.Module, path: str, meta: dict[str, str]) -> None:
     from safetensors.torch import save
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
     atomic_write_bytes(Path(path), save(tensors, metadata=meta))
+    RECENT_WEIGHTS.put(path, tensors)  # only once on disk: a failed write is not remembered
 
 
 @dataclasses.dataclass
@@ -183,6 +241,17 @@ class PendingWrite:
             self.result.update(_error(exc), weights=None)
 
 
+def parent_weights(path: str) -> dict[str, torch.Tensor] | None:
+    """The tensors of the weights file at ``path``: from memory when this process wrote it
+    (:class:`RecentWeights`), else from the file; None when there is no file (the parent
+    failed, or is being re-evaluated)."""
+    tensors = RECENT_WEIGHTS.get(path)
+    if tensors is not None:
+        return tensors
+    file = Path(path)
+    return _load_weights(file) if file.exists() else None
+
+
 def _load_weights(path: Path) -> dict[str, torch.Tensor]:
     """A weights file's tensors. A small file is read whole and parsed: a third of the time of
     ``load_file``, which maps the file (70 against 195 us for 30k parameters); a big one is
@@ -198,10 +267,9 @@ def _prepare(task: Task, device: torch.device):
     module = build(genome, seed=int(task["seed"]), device=device, info=analyze(genome))
     inherited = None
     parent = task.get("parent_weights")
-    if parent and Path(parent).exists():
-        report = inherit_weights(module, _load_weights(Path(parent)),
-                                 bool(task.get("inherit", True)))
-        inherited = report.to_dict()
+    tensors = parent_weights(parent) if parent else None
+    if tensors is not None:
+        inherited = inherit_weights(module, tensors, bool(task.get("inherit", True))).to_dict()
     apply_module_fault(task, module)
     return genome, module, inherited
 
@@ -237,10 +305,13 @@ def _device_of(task: Task) -> torch.device:
     return pick_device(resolve_device(task.get("device"), _WORKER["device"]))
 
 
-def evaluate_task(task: Task, deferred: list[PendingWrite] | None = None) -> Result:
+def evaluate_task(task: Task, deferred: list[PendingWrite] | None = None,
+                  on_train_start: Callable[[], None] | None = None) -> Result:
     """Build, inherit, score and save one candidate. Never raises: errors become statuses.
     With ``deferred``, the weights are not written here but appended to it (see
-    :class:`PendingWrite`); the result then must not leave the process before they are."""
+    :class:`PendingWrite`); the result then must not leave the process before they are.
+    ``on_train_start`` is called once the candidate is built, as its scoring begins (a pool
+    worker's sender thread writes the previous unit's weights from then on)."""
     start = time.perf_counter()
     task = with_fault(task)
     result = blank_result(task)
@@ -251,6 +322,8 @@ def evaluate_task(task: Task, deferred: list[PendingWrite] | None = None) -> Res
         genome, module, result["inherited"] = _prepare(task, device)
         data = dataset_for(task, device)
         fitness = make_fitness(task["fitness"]["name"], task["fitness"]["params"])
+        if on_train_start is not None:
+            on_train_start()
         score = fitness.score(module, genome, data, seed=int(task["seed"]), device=device)
         _complete(result, task, genome, module, score, deferred)
     except Exception as exc:  # noqa: BLE001 - one bad candidate never stops a run
@@ -260,21 +333,24 @@ def evaluate_task(task: Task, deferred: list[PendingWrite] | None = None) -> Res
 
 
 def evaluate_group(tasks: list[Task], mode: str = "auto",
-                   deferred: list[PendingWrite] | None = None) -> list[Result]:
+                   deferred: list[PendingWrite] | None = None,
+                   on_train_start: Callable[[], None] | None = None) -> list[Result]:
     """Evaluate tasks that share an architecture, optimizer, batch size, fitness and dataset,
     training them together when ``mode`` (a :class:`~evograph.compile.batched.BatchRule` mode)
-    says so, else one by one. Never raises; results come back in the order of ``tasks``."""
+    says so, else one by one. Never raises; results come back in the order of ``tasks``;
+    ``deferred`` and ``on_train_start`` as in :func:`evaluate_task`."""
     tasks = [with_fault(task) for task in tasks]
     start = time.perf_counter()
     together: list[PendingWrite] = []  # kept only if the batched path succeeds
     try:
         for task in tasks:
             trigger_process_fault(task)  # a crash takes the group along; the executor splits it
-        results = _train_together(tasks, mode, None if deferred is None else together)
+        results = _train_together(tasks, mode, None if deferred is None else together,
+                                  on_train_start)
     except Exception:  # noqa: BLE001 - anything odd in the batched path: fall back, one by one
         results = None
     if results is None:
-        return [evaluate_task(task, deferred) for task in tasks]
+        return [evaluate_task(task, deferred, on_train_start) for task in tasks]
     if deferred is not None:
         deferred.extend(together)
     for result in results:
@@ -282,8 +358,8 @@ def evaluate_group(tasks: list[Task], mode: str = "auto",
     return results
 
 
-def _train_together(tasks: list[Task], mode: str,
-                    deferred: list[PendingWrite] | None) -> list[Result] | None:
+def _train_together(tasks: list[Task], mode: str, deferred: list[PendingWrite] | None,
+                    on_train_start: Callable[[], None] | None) -> list[Result] | None:
     """The batched path of :func:`evaluate_group`; None when the group should go one by one."""
     if tasks[0]["fitness"]["name"] != "sgd":
         return None
@@ -301,6 +377,8 @@ def _train_together(tasks: list[Task], mode: str,
                                                                    steps)
     if not batched:
         return None
+    if on_train_start is not None:
+        on_train_start()
     scores = score_batched(fitness, modules, genomes, data, [int(t["seed"]) for t in tasks],
                            device)
     results = []
@@ -314,9 +392,10 @@ def _train_together(tasks: list[Task], mode: str,
 
 
 def evaluate_unit(unit: list[Task], mode: str = "never",
-                  deferred: list[PendingWrite] | None = None) -> list[Result]:
+                  deferred: list[PendingWrite] | None = None,
+                  on_train_start: Callable[[], None] | None = None) -> list[Result]:
     """One unit of work: a single task, or a group (see :func:`evaluate_group`); ``deferred``
-    as in :func:`evaluate_task`."""
+    and ``on_train_start`` as in :func:`evaluate_task`."""
     if len(unit) == 1:
-        return [evaluate_task(unit[0], deferred)]
-    return evaluate_group(unit, mode, deferred)
+        return [evaluate_task(unit[0], deferred, on_train_start)]
+    return evaluate_group(unit, mode, deferred, on_train_start)

@@ -5,23 +5,27 @@ evaluations SIGKILL themselves, segfault, allocate past their memory limit, hang
 or diverge. The dask executor is tested on one LocalCluster per module (started on first use).
 """
 
+import multiprocessing
 import os
+import queue
 import re
-from collections import Counter
 import subprocess
 import sys
+import threading
 import time
+from collections import Counter
 
 import psutil
 import pytest
 from evograph.errors import ConfigError
-from evograph.runs import dask_executor
+import torch
+from evograph.runs import dask_executor, executors
 from evograph.runs.batching import plan_units
 from evograph.runs.config import load_config
 from evograph.runs.driver import create_run, run
 from evograph.runs.executors import EXECUTORS, make_executor, worker_devices
 from evograph.runs.store import RunStore
-from evograph.runs.worker import evaluate_task, resolve_device
+from evograph.runs.worker import PendingWrite, evaluate_task, resolve_device
 
 from tests.runs.executor_tasks import mixed_tasks, sibling_tasks
 from tests.runs.test_run import ROOT, TINY, final_state
@@ -233,6 +237,39 @@ def test_a_death_is_charged_to_the_unit_running_not_to_one_whose_weights_are_bei
     assert got[order[0]]["status"] == "completed"
     assert os.path.getsize(got[order[0]]["weights"]) > 0
     assert got[order[1]]["status"] == "failed" and "worker died" in got[order[1]]["error"]
+
+
+def test_a_sender_writes_once_its_worker_is_quiet_or_has_waited_long_enough(tmp_path,
+                                                                           monkeypatch):
+    """A pool worker's sender thread writes a unit's weights, then sends its results, while
+    the main thread trains the next unit or waits for one (``quiet``: no interpreter lock taken
+    from building the next candidate), and after ``QUIET_WAIT_S`` at the latest."""
+    monkeypatch.setattr(executors, "QUIET_WAIT_S", 0.5)
+    here, there = multiprocessing.Pipe()
+    outbox, quiet = queue.SimpleQueue(), threading.Event()
+    sender = threading.Thread(target=executors._send_results,
+                              args=(there, threading.Lock(), outbox, quiet), daemon=True)
+    sender.start()
+
+    def unit(name: str):
+        path = str(tmp_path / f"{name}.safetensors")
+        result = {"id": name, "status": "completed", "weights": path}
+        return PendingWrite(result, torch.nn.Linear(2, 2), path, {}), result
+
+    write, result = unit("busy")
+    outbox.put(([write], [result]))
+    assert not here.poll(0.2) and not os.path.exists(write.path)  # the worker is busy
+    quiet.set()
+    assert here.poll(5.0) and here.recv() == [result] and os.path.getsize(write.path) > 0
+    quiet.clear()
+    write, result = unit("never-quiet")
+    sent = time.monotonic()
+    outbox.put(([write], [result]))
+    assert here.poll(5.0) and here.recv() == [result] and os.path.getsize(write.path) > 0
+    assert time.monotonic() - sent >= 0.45  # waited for a quiet moment that never came
+    outbox.put(None)
+    sender.join(5.0)
+    assert not sender.is_alive()
 
 
 @pytest.mark.parametrize("begun_first", [True, False])

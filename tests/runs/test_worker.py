@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import torch
 from evograph.runs import worker
+from safetensors.torch import load_file
 from evograph.runs.worker import evaluate_task
 
 from tests.runs.executor_tasks import mixed_tasks
@@ -14,6 +16,7 @@ def test_a_child_inherits_the_same_weights_whether_the_parent_file_is_read_or_ma
     weights either way, and inherits all of them (IDENTITY child: same genome)."""
     parent = {**mixed_tasks(1)[0], "weights_out": str(tmp_path / "parent.safetensors")}
     assert evaluate_task(parent)["status"] == "completed"
+    worker.RECENT_WEIGHTS.clear()  # this process wrote the file: read it, not the memory
     child = {**parent, "id": 1, "seed": 7, "parent_weights": parent["weights_out"],
              "weights_out": None}
     read = evaluate_task(child)
@@ -40,3 +43,42 @@ def test_a_weights_write_that_fails_leaves_a_failed_result_naming_no_weights(tmp
     for result in (inline, later):
         assert result["status"] == "failed" and "FileNotFoundError" in result["error"]
         assert result["weights"] is None
+    assert worker.RECENT_WEIGHTS.get(task["weights_out"]) is None  # nothing to inherit from
+
+
+def test_a_child_inherits_from_memory_what_it_would_read_from_its_parents_file(tmp_path):
+    """The worker that wrote a parent's weights keeps them (RecentWeights): its child trains
+    from exactly the weights in the file, and a process without them reads the file."""
+    parent = {**mixed_tasks(1)[0], "weights_out": str(tmp_path / "parent.safetensors")}
+    worker.RECENT_WEIGHTS.clear()
+    assert evaluate_task(parent)["status"] == "completed"
+    kept = worker.RECENT_WEIGHTS.get(parent["weights_out"])
+    on_disk = load_file(parent["weights_out"])
+    assert kept is not None and kept.keys() == on_disk.keys()
+    assert all(torch.equal(kept[name], on_disk[name]) for name in on_disk)
+    child = {**parent, "id": 1, "seed": 7, "parent_weights": parent["weights_out"],
+             "weights_out": None}
+    from_memory = evaluate_task(child)
+    worker.RECENT_WEIGHTS.clear()
+    from_file = evaluate_task(child)
+    assert from_memory["inherited"] == from_file["inherited"]
+    assert from_memory["inherited"]["copied"] and not from_memory["inherited"]["fresh"]
+    assert from_memory["metrics"]["loss_curve"] == from_file["metrics"]["loss_curve"]
+    assert from_memory["fitness"] == from_file["fitness"]
+    gone = {**child, "parent_weights": str(tmp_path / "never-written.safetensors")}
+    assert evaluate_task(gone)["inherited"] is None  # no file, nothing kept: a fresh start
+
+
+def test_recent_weights_keep_the_most_recently_used_within_their_budget():
+    tensors = {name: {"w": torch.full((4,), float(i))} for i, name in enumerate("abcd")}  # 16 B
+    recent = worker.RecentWeights(budget=40)
+    recent.put("a", tensors["a"])
+    recent.put("b", tensors["b"])
+    assert recent.get("a") is tensors["a"]     # a is now the most recently used
+    recent.put("c", tensors["c"])              # 48 B > 40: the least recently used (b) goes
+    assert recent.get("b") is None
+    assert recent.get("a") is tensors["a"] and recent.get("c") is tensors["c"]
+    recent.put("a", tensors["d"])              # the same path again: replaced, not added
+    assert recent.get("a") is tensors["d"] and recent.get("c") is tensors["c"]
+    recent.put("big", {"w": torch.zeros(11)})  # 44 B: more than the whole budget, not kept
+    assert recent.get("big") is None and recent.get("a") is tensors["d"]
