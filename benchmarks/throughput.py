@@ -30,7 +30,9 @@ All in one run on digits, for the ``mlp`` and ``lse-conv`` spaces:
    **engine's overhead per candidate** — everything but training: the 1-worker run's time
    outside training minus the plain loop's time outside training (its building and
    evaluating) on the same candidates, training timed inside both (``train_time``), per
-   candidate and as a share of the evaluation time; beside it the plain wall-time difference,
+   candidate and as a share of the evaluation time, for each repeat (the engine's run and the
+   plain loop run right after it) and its median over repeats; beside it the plain wall-time
+   difference,
    which also carries how fast each process happened to train (worker start-up is reported
    separately; it is paid once per run). The same overhead is measured twice more, 1 worker
    against the plain loop: with synchronous batches (``executor.pipeline = 0``) and with longer
@@ -346,7 +348,7 @@ def space_section(space: str, args, tmp: Path, roof_all: float, roof_one: float)
         "space": space, "config": path, "overrides": extra, "fitness": fitness_params,
         "same_candidates_1_vs_n_workers": all(a["state"] == b["state"]
                                               for a in ones for b in manies),
-        **engine_overhead(one, plain),
+        **engine_overhead(ones, plains),
         "ways": [{k: v for k, v in w.items() if k not in ("state", "genomes")} for w in ways]}
     return section
 
@@ -373,26 +375,35 @@ def overhead_section(args, tmp: Path) -> list[dict]:
                            data, torch.device(args.device))
         rows.append({"config": name, "overrides": extra, "pipeline": case.pipeline,
                      "evaluations": one["evaluations"], "plain_s": plain["steady_s"],
-                     "engine_s": one["steady_s"], **engine_overhead(one, plain)})
+                     "engine_s": one["steady_s"], **engine_overhead([one], [plain])})
     return rows
 
 
-def engine_overhead(one: dict, plain: dict) -> dict:
+def engine_overhead(ones: list[dict], plains: list[dict]) -> dict:
     """The engine's own time per candidate: what the 1-worker run spends outside training
     minus what the plain loop spends outside training (building and evaluating), training
     timed inside each (``train_time``, the same ``train_steps`` call). Subtracting training
     time measured in the same run keeps out how fast the two processes happen to train (their
     training speeds differ by a few percent either way from run to run, more than the whole
-    overhead); the plain wall-time difference is reported beside it."""
-    n = one["evaluations"]
-    evaluation = plain["steady_s"] / n
-    overhead = ((one["steady_s"] - one["train_s"]) - (plain["steady_s"] - plain["train_s"])) / n
-    wall_difference = (one["steady_s"] - plain["steady_s"]) / n
+    overhead); the plain wall-time difference is reported beside it.
+
+    Each repeat pairs the engine's run with the plain loop run right after it on the same
+    candidates (interleaved, so a slow spell of the machine hits both), and the median over
+    repeats is reported, every repeat's value beside it."""
+    def outside_training(run: dict) -> float:
+        return (run["steady_s"] - run["train_s"]) / run["evaluations"]
+
+    pairs = list(zip(ones, plains, strict=True))
+    overheads = [outside_training(one) - outside_training(plain) for one, plain in pairs]
+    walls = [(one["steady_s"] - plain["steady_s"]) / one["evaluations"] for one, plain in pairs]
+    evaluation = statistics.median(plain["steady_s"] / plain["evaluations"] for plain in plains)
+    overhead, wall = statistics.median(overheads), statistics.median(walls)
     return {"evaluation_s": evaluation, "overhead_per_candidate_s": overhead,
-            "overhead_fraction": overhead / evaluation,
-            "wall_difference_per_candidate_s": wall_difference,
-            "wall_difference_fraction": wall_difference / evaluation,
-            "training_speed_engine_vs_plain": plain["train_s"] / one["train_s"]}
+            "overhead_fraction": overhead / evaluation, "overhead_per_repeat_s": overheads,
+            "wall_difference_per_candidate_s": wall,
+            "wall_difference_fraction": wall / evaluation,
+            "training_speed_engine_vs_plain": statistics.median(
+                plain["train_s"] / one["train_s"] for one, plain in pairs)}
 
 
 # -- 4. population training -----------------------------------------------------------------------
@@ -484,8 +495,11 @@ def population_section(args, roof_one: float) -> list[dict]:
 # -- report ---------------------------------------------------------------------------------------
 
 def overhead_line(s: dict) -> str:
-    return (f"engine overhead {s['overhead_per_candidate_s'] * 1000:.1f} ms/candidate "
-            f"({100 * s['overhead_fraction']:.2f}% of an evaluation; wall-time difference "
+    repeats = s.get("overhead_per_repeat_s", [])
+    each = (f", repeats {', '.join(f'{1000 * r:.2f}' for r in repeats)} ms"
+            if len(repeats) > 1 else "")
+    return (f"engine overhead {s['overhead_per_candidate_s'] * 1000:.2f} ms/candidate "
+            f"({100 * s['overhead_fraction']:.2f}% of an evaluation{each}; wall-time difference "
             f"{s['wall_difference_per_candidate_s'] * 1000:.1f} ms, "
             f"{100 * s['wall_difference_fraction']:.1f}%, the worker training "
             f"{s['training_speed_engine_vs_plain']:.3f}x as fast as the plain loop)")

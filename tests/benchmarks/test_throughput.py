@@ -63,3 +63,23 @@ def test_quick_population_section_alone(tmp_path, monkeypatch):
                                                "population", "--out", str(tmp_path / "p.json")])
     assert report["spaces"] == [] and report["longer_evaluations"] == []
     assert len(report["population"]) == 2
+
+
+def test_engine_overhead_pairs_each_engine_run_with_the_plain_loop_run_after_it(monkeypatch):
+    """Per repeat: (engine's time outside training - the plain loop's, run right after it) per
+    candidate; the median over repeats is the figure, each repeat's value beside it."""
+    throughput = load_benchmark(monkeypatch)
+
+    def run(steady: float, train: float) -> dict:
+        return {"steady_s": steady, "train_s": train, "evaluations": 10}
+
+    ones = [run(12.0, 10.0), run(13.0, 10.5), run(11.0, 9.5)]     # 2.0, 2.5, 1.5 s outside
+    plains = [run(11.5, 10.0), run(11.0, 9.0), run(12.0, 10.8)]   # 1.5, 2.0, 1.2 s outside
+    got = throughput.engine_overhead(ones, plains)
+    assert got["overhead_per_repeat_s"] == pytest.approx([0.05, 0.05, 0.03])
+    assert got["overhead_per_candidate_s"] == pytest.approx(0.05)
+    assert got["evaluation_s"] == pytest.approx(1.15)              # median plain candidate
+    assert got["overhead_fraction"] == pytest.approx(0.05 / 1.15)
+    assert got["wall_difference_per_candidate_s"] == pytest.approx(0.05)  # 0.05, 0.2, -0.1
+    with pytest.raises(ValueError):
+        throughput.engine_overhead(ones, plains[:2])              # every run needs its pair
