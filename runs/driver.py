@@ -321,6 +321,8 @@ class Driver:
         if result["status"] != "completed":
             log.warning("evaluation %s %s: %s", result["id"], result["status"],
                         result.get("error") or result["metrics"].get("reason"))
+        self.progress.record(result["id"], result["status"], result["fitness"],
+                             result["metrics"])
         self.progress.update()
 
     def _tell(self, batch: int) -> None:

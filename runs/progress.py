@@ -1,15 +1,43 @@
 """The live view of a run: evaluations done / budget, throughput, best validation accuracy and
-failures — a rich panel on a terminal, one log line per evaluation otherwise (CI, pipes)."""
+failures — a rich panel on a terminal, one log line per evaluation otherwise (CI, pipes).
+
+The figures are read from the store once, when the view starts (a resumed run goes on from
+its counts and its best), and then kept up to date from each result the driver records: asking
+the store after every result meant two scans of the whole evaluations table per result, a cost
+growing with the run (0.4 ms a candidate at 300 evaluations)."""
 
 from __future__ import annotations
 
+import math
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+
+from .store import FINISHED
+
+
+@dataclass(frozen=True)
+class Best:
+    """The best evaluation so far, ranked as :meth:`RunStore.best` ranks: higher fitness, then
+    a validation loss before none, then the lower loss, then the lower id."""
+
+    id: int
+    fitness: float
+    val_loss: float | None = None
+
+    def rank(self) -> tuple:
+        known = self.val_loss is not None
+        return (self.fitness, known, -self.val_loss if known else 0.0, -self.id)
+
+
+def _val_loss(metrics: dict[str, Any]) -> float | None:
+    value = metrics.get("val_loss")
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
 class Progress:
@@ -18,12 +46,23 @@ class Progress:
         self.console = Console(stderr=True)
         self.live_mode = sys.stderr.isatty() if live is None else live
         self.started = time.monotonic()
-        self.done_at_start = self._done()
+        stored = store.counts_by_status()
+        self.counts = {status: stored[status] for status in FINISHED}
+        self.done_at_start = sum(self.counts.values())
+        top = store.best(1)
+        self.best = Best(top[0].id, top[0].fitness, _val_loss(top[0].metrics)) if top else None
         self._live: Live | None = None
 
-    def _done(self) -> int:
-        counts = self.store.counts_by_status()
-        return counts["completed"] + counts["infeasible"] + counts["failed"]
+    def record(self, id: int, status: str, fitness: float | None,
+               metrics: dict[str, Any]) -> None:
+        """Count a result the store has just recorded (the store's rule: only a completed
+        evaluation with a finite fitness can be the best)."""
+        self.counts[status] += 1
+        if status == "completed" and isinstance(fitness, (int, float)) \
+                and math.isfinite(fitness):
+            candidate = Best(id, float(fitness), _val_loss(metrics))
+            if self.best is None or candidate.rank() > self.best.rank():
+                self.best = candidate
 
     def __enter__(self) -> "Progress":
         if self.live_mode:
@@ -38,13 +77,11 @@ class Progress:
             self._live.__exit__(*exc)
 
     def _figures(self) -> dict[str, Any]:
-        counts = self.store.counts_by_status()
-        done = counts["completed"] + counts["infeasible"] + counts["failed"]
+        done = sum(self.counts.values())
         elapsed = time.monotonic() - self.started
         rate = (done - self.done_at_start) / elapsed * 60 if elapsed > 0 else 0.0
-        best = self.store.best(1)
-        return {"done": done, "counts": counts, "rate": rate, "elapsed": elapsed,
-                "best": best[0] if best else None}
+        return {"done": done, "counts": dict(self.counts), "rate": rate, "elapsed": elapsed,
+                "best": self.best}
 
     def _table(self) -> Table:
         f = self._figures()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import pytest
 import torch
 from evograph.runs import worker
-from safetensors.torch import load_file
 from evograph.runs.worker import evaluate_task
+from safetensors.torch import load_file
 
 from tests.runs.executor_tasks import mixed_tasks
 
@@ -82,3 +84,27 @@ def test_recent_weights_keep_the_most_recently_used_within_their_budget():
     assert recent.get("a") is tensors["d"] and recent.get("c") is tensors["c"]
     recent.put("big", {"w": torch.zeros(11)})  # 44 B: more than the whole budget, not kept
     assert recent.get("big") is None and recent.get("a") is tensors["d"]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_weights_are_serialised_as_safetensors_own_torch_writer_would(dtype):
+    """Same bytes as ``safetensors.torch.save`` (numpy writer where numpy has the dtype, the
+    torch writer for bfloat16), batch-norm counters and 0-d tensors included; with metadata,
+    the same tensors and metadata (the writers order metadata keys as a hash map does: not the
+    same from one process to the next, for either)."""
+    from safetensors.torch import load, save
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4),
+                                 torch.nn.Flatten(), torch.nn.LazyLinear(2)).to(dtype)
+    module(torch.zeros(1, 3, 5, 5, dtype=dtype))
+    tensors = {k: v.detach().contiguous() for k, v in module.state_dict().items()}
+    assert tensors["1.num_batches_tracked"].dtype == torch.int64
+    assert worker.serialize_weights(tensors, None) == save(tensors)
+    meta = {"individual": "3", "genome_hash": "abc"}
+    written = worker.serialize_weights(tensors, meta)
+    back = load(written)
+    assert back.keys() == tensors.keys()
+    assert all(torch.equal(back[k], tensors[k]) and back[k].dtype == tensors[k].dtype
+               for k in tensors)
+    header = json.loads(written[8:8 + int.from_bytes(written[:8], "little")])
+    assert header["__metadata__"] == meta
