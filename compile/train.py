@@ -136,18 +136,20 @@ class SGDTraining:
     def finish(self, module: nn.Module, genome: Genome, data: Splits, curve: list[float],
                train_time: float, device: torch.device) -> Score:
         """The score of a trained module: validation and test accuracy and loss, or infeasible
-        when training or validation went non-finite. (Batched training ends here too.)"""
+        when training or validation went non-finite. (Batched training ends here too.)
+        ``eval_time``: the seconds the two evaluation passes took."""
         info = analyze(genome)  # made once per genome object: the build's analysis
         metrics: dict[str, Any] = {"loss_curve": curve, "params": info.params,
                                    "flops": info.flops, "train_time": train_time}
         if curve and not math.isfinite(curve[-1]):
             return Score.infeasible("non-finite training loss", **metrics)
+        start = time.perf_counter()
         val_acc, val_loss = evaluate(module, data.x_val, data.y_val, device,
                                      self.eval_batch_size)
         test_acc, test_loss = evaluate(module, data.x_test, data.y_test, device,
                                        self.eval_batch_size)
         metrics.update(val_accuracy=val_acc, val_loss=val_loss, test_accuracy=test_acc,
-                       test_loss=test_loss)
+                       test_loss=test_loss, eval_time=time.perf_counter() - start)
         if not math.isfinite(val_loss):
             return Score.infeasible("non-finite validation loss", **metrics)
         return Score("completed", val_acc, metrics).checked()

@@ -276,23 +276,28 @@ def _load_weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _prepare(task: Task, device: torch.device):
-    """Build the task's genome on ``device`` and inherit its parent's weights."""
+    """Build the task's genome on ``device`` and inherit its parent's weights; also the
+    seconds the build took (analysis included, as a plain ``build`` call does it)."""
     genome = from_dict(task["genome"])
+    start = time.perf_counter()
     module = build(genome, seed=int(task["seed"]), device=device, info=analyze(genome))
+    build_time = time.perf_counter() - start
     inherited = None
     parent = task.get("parent_weights")
     tensors = parent_weights(parent) if parent else None
     if tensors is not None:
         inherited = inherit_weights(module, tensors, bool(task.get("inherit", True))).to_dict()
     apply_module_fault(task, module)
-    return genome, module, inherited
+    return genome, module, inherited, build_time
 
 
-def _complete(result: Result, task: Task, genome, module, score: Score,
+def _complete(result: Result, task: Task, genome, module, score: Score, build_time: float,
               deferred: list[PendingWrite] | None = None) -> None:
-    """Fill in ``result`` from ``score`` and save the weights of a completed candidate: now,
-    or appended to ``deferred`` for the caller to write before sending the result."""
-    result.update(status=score.status, fitness=score.fitness, metrics=score.metrics)
+    """Fill in ``result`` from ``score`` (and the ``build_time`` metric) and save the weights
+    of a completed candidate: now, or appended to ``deferred`` for the caller to write before
+    sending the result."""
+    result.update(status=score.status, fitness=score.fitness,
+                  metrics={**score.metrics, "build_time": build_time})
     if score.status == "completed" and task.get("weights_out"):
         write = PendingWrite(result, module, task["weights_out"],
                              {"individual": str(task["id"]), "genome_hash": genome.hash})
@@ -333,13 +338,13 @@ def evaluate_task(task: Task, deferred: list[PendingWrite] | None = None,
         trigger_process_fault(task)
         device = _device_of(task)
         use_deterministic_kernels(device)
-        genome, module, result["inherited"] = _prepare(task, device)
+        genome, module, result["inherited"], build_time = _prepare(task, device)
         data = dataset_for(task, device)
         fitness = make_fitness(task["fitness"]["name"], task["fitness"]["params"])
         if on_train_start is not None:
             on_train_start()
         score = fitness.score(module, genome, data, seed=int(task["seed"]), device=device)
-        _complete(result, task, genome, module, score, deferred)
+        _complete(result, task, genome, module, score, build_time, deferred)
     except Exception as exc:  # noqa: BLE001 - one bad candidate never stops a run
         result.update(_error(exc))
     result["wall_time"] = time.perf_counter() - start
@@ -396,11 +401,11 @@ def _train_together(tasks: list[Task], mode: str, deferred: list[PendingWrite] |
     scores = score_batched(fitness, modules, genomes, data, [int(t["seed"]) for t in tasks],
                            device)
     results = []
-    for task, (genome, module, inherited), score in zip(tasks, prepared, scores):
+    for task, (genome, module, inherited, build_time), score in zip(tasks, prepared, scores):
         result = blank_result(task)
         result["inherited"] = inherited
         score.metrics["batched"] = {"size": len(tasks), "speedup": speedup}
-        _complete(result, task, genome, module, score, deferred)
+        _complete(result, task, genome, module, score, build_time, deferred)
         results.append(result)
     return results
 

@@ -70,8 +70,9 @@ def test_engine_overhead_pairs_each_engine_run_with_the_plain_loop_run_after_it(
     candidate; the median over repeats is the figure, each repeat's value beside it."""
     throughput = load_benchmark(monkeypatch)
 
-    def run(steady: float, train: float) -> dict:
-        return {"steady_s": steady, "train_s": train, "evaluations": 10}
+    def run(steady: float, train: float, build: float = 0.0, evaluate: float = 0.0) -> dict:
+        return {"steady_s": steady, "train_s": train, "build_s": build, "eval_s": evaluate,
+                "evaluations": 10}
 
     ones = [run(12.0, 10.0), run(13.0, 10.5), run(11.0, 9.5)]     # 2.0, 2.5, 1.5 s outside
     plains = [run(11.5, 10.0), run(11.0, 9.0), run(12.0, 10.8)]   # 1.5, 2.0, 1.2 s outside
@@ -83,3 +84,10 @@ def test_engine_overhead_pairs_each_engine_run_with_the_plain_loop_run_after_it(
     assert got["wall_difference_per_candidate_s"] == pytest.approx(0.05)  # 0.05, 0.2, -0.1
     with pytest.raises(ValueError):
         throughput.engine_overhead(ones, plains[:2])              # every run needs its pair
+    # within each run: what is left beside building, training and evaluating, engine - plain
+    ones = [run(12.0, 10.0, 0.5, 1.2), run(13.0, 10.5, 0.6, 1.7)]   # 0.3, 0.2 s left
+    plains = [run(11.5, 10.0, 0.4, 1.05), run(11.0, 9.0, 0.5, 1.49)]  # 0.05, 0.01 s left
+    got = throughput.engine_overhead(ones, plains)
+    assert got["engine_own_time_per_repeat_s"] == pytest.approx([0.025, 0.019])
+    assert got["engine_own_time_per_candidate_s"] == pytest.approx(0.022)
+    assert got["engine_own_time_fraction"] == pytest.approx(0.022 / 1.125)  # median plain

@@ -86,6 +86,7 @@ def test_group_trained_together_equals_one_by_one():
     assert [r["id"] for r in together] == [0, 1, 2]
     for result, task in zip(together, tasks):
         assert result["metrics"]["batched"] == {"size": 3, "speedup": None}
+        assert result["metrics"]["build_time"] > 0 and result["metrics"]["eval_time"] > 0
         close(result, evaluate_task(task))
     never = evaluate_group(tasks, "never")
     assert all("batched" not in r["metrics"] for r in never)

@@ -67,6 +67,8 @@ def test_a_child_inherits_from_memory_what_it_would_read_from_its_parents_file(t
     assert from_memory["inherited"]["copied"] and not from_memory["inherited"]["fresh"]
     assert from_memory["metrics"]["loss_curve"] == from_file["metrics"]["loss_curve"]
     assert from_memory["fitness"] == from_file["fitness"]
+    for key in ("build_time", "train_time", "eval_time"):  # where an evaluation's time went
+        assert 0 < from_memory["metrics"][key] < from_memory["wall_time"]
     gone = {**child, "parent_weights": str(tmp_path / "never-written.safetensors")}
     assert evaluate_task(gone)["inherited"] is None  # no file, nothing kept: a fresh start
 
