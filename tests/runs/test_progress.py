@@ -56,9 +56,9 @@ def test_progress_follows_the_results_recorded_and_agrees_with_the_store(tmp_pat
 
 @pytest.mark.parametrize("live", [True, False])
 def test_progress_shows_a_run_with_no_result_yet(tmp_path, capsys, live):
-    with RunStore.create(tmp_path / "run", CONFIG, "fp-1", run_id="empty") as store:
-        with Progress(store, budget=3, live=live) as progress:
-            progress.update()
+    with RunStore.create(tmp_path / "run", CONFIG, "fp-1", run_id="empty") as store, \
+            Progress(store, budget=3, live=live) as progress:
+        progress.update()
     shown = capsys.readouterr().err
     if live:  # the panel, drawn on the (captured) terminal
         assert "0 / 3" in shown and "—" in shown

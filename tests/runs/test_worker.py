@@ -1,4 +1,5 @@
-"""The evaluation a worker runs: weight inheritance through the weights files."""
+"""The evaluation a worker runs: weight inheritance through the weights files or the weights the
+worker kept, how weights are serialised, and the memory a worker keeps between candidates."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 import subprocess
 import sys
 import textwrap
+
 import pytest
 import torch
 from evograph.runs import worker
