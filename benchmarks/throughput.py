@@ -298,16 +298,18 @@ def plain_loop(genomes: list[Genome], fitness_params: dict, data,
     data = data.to(device)
     t0, build_s, train_s, eval_s = time.perf_counter(), 0.0, 0.0, 0.0
     for i, genome in enumerate(genomes):
-        t = time.perf_counter()
-        module = build(genome, seed=i, device=device)
         batch = int(genome.gene.get("batch_size", 64))
-        t, build_s = time.perf_counter(), build_s + time.perf_counter() - t
+        started = time.perf_counter()
+        module = build(genome, seed=i, device=device)
+        built = time.perf_counter()
         train_steps(module, data, genome.gene, fitness.total_steps(len(data.x_train), batch),
                     batch, i, device, augment=AUGMENTATIONS[fitness.augment])
-        t, train_s = time.perf_counter(), train_s + time.perf_counter() - t  # losses read: synced
+        trained = time.perf_counter()  # train_steps reads its losses: synchronised
         evaluate(module, data.x_val, data.y_val, device, fitness.eval_batch_size)
         evaluate(module, data.x_test, data.y_test, device, fitness.eval_batch_size)
-        eval_s += time.perf_counter() - t
+        build_s += built - started
+        train_s += trained - built
+        eval_s += time.perf_counter() - trained
     wall = time.perf_counter() - t0
     return {"way": "plain per-model loop", "workers": 1, "wall_s": wall, "steady_s": wall,
             "startup_s": 0.0, "train_s": train_s, "build_s": build_s, "eval_s": eval_s,

@@ -93,10 +93,11 @@ def keep_freed_memory() -> bool:
     """Ask the C allocator (glibc's ``mallopt``) to keep the memory this process frees for its
     next candidate rather than hand it back to the kernel: blocks up to
     :data:`MMAP_THRESHOLD_BYTES` come from the heap instead of fresh mappings, and up to
-    :data:`TRIM_THRESHOLD_BYTES` of free heap stay mapped. By default each evaluation's large
-    activations (an evaluation pass over 1,024 images) were mapped anew and page-faulted in,
-    some 800 faults per 8 MB: 0.4-0.6 ms of a digits evaluation in a pool worker. Returns
-    whether the allocator took the settings (False off glibc, where nothing changes)."""
+    :data:`TRIM_THRESHOLD_BYTES` of free heap stay mapped. By default glibc reuses freed blocks
+    only up to 32 MB, and an evaluation pass over 1,024 images needs 33.5 MB per layer of 128
+    channels of 8x8: those were mapped anew and page-faulted in for every candidate (10,240
+    faults per 40 MB; 0.4-0.5 ms of a digits evaluation in a pool worker). Returns whether the
+    allocator took the settings (False off glibc, where nothing changes)."""
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):
