@@ -18,11 +18,12 @@ NAdam (Dozat 2016).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
 
-State = dict[str, list[Tensor]]
+State = dict[str, Any]  # per-parameter tensor lists by name, and an update's own caches
 # update(params, grads, state, lr, wd, step): in place, under no_grad; lr/wd are (K,) float64
 Update = Callable[[list[Tensor], list[Tensor], State, Tensor, Tensor, int], None]
 
@@ -105,34 +106,77 @@ def _momentum(params, grads, state, lr, wd, step, momentum: float = 0.9):
         _step_(p, lr, buf)
 
 
-@register_update("adam", ("exp_avg", "exp_avg_sq", "direction"))
+@register_update("adam", ("exp_avg", "exp_avg_sq"))
 def _adam(params, grads, state, lr, wd, step, betas=(0.9, 0.999), eps: float = 1e-8):
-    """Adam; for contiguous tensors by one call of PyTorch's fused multi-tensor kernel (one pass
-    over memory instead of about nine): run with learning rate 1 on zeroed ``direction``
-    tensors it leaves ``-m_hat / (sqrt(v_hat) + eps)`` there, which then moves each row by its
-    own learning rate. (The kernel walks raw memory, so all its tensors must share one layout:
-    contiguous.) Other layouts take plain tensor code."""
+    """Adam. Contiguous tensors take PyTorch's fused kernel (one pass over memory instead of
+    about nine): on CPU once per candidate over its rows, with its own learning rate and weight
+    decay (:func:`_fused_adam_by_row`); on a GPU, where each call is a kernel launch, once for
+    all rows (:func:`_fused_adam_by_direction`). Other layouts take plain tensor code."""
     b1, b2 = betas
-    decays = bool(wd.any())
     fused: list[tuple[Tensor, ...]] = []
-    for p, g, m, v, d in zip(params, grads, state["exp_avg"], state["exp_avg_sq"],
-                             state["direction"]):
-        g = _decayed(g, p, wd) if decays else g
-        if all(t.is_contiguous() for t in (p, g, m, v, d)):
-            fused.append((p, g, m, v, d))
+    for p, g, m, v in zip(params, grads, state["exp_avg"], state["exp_avg_sq"]):
+        if all(t.is_contiguous() for t in (p, g, m, v)):
+            fused.append((p, g, m, v))
             continue
+        g = _decayed(g, p, wd)
         m.lerp_(g, 1 - b1)
         v.mul_(b2).addcmul_(g, g, value=1 - b2)
         scratch = _sqrt(v).div_((1 - b2 ** step) ** 0.5).add_(eps)   # torch's denom
         _step_(p, lr / (1 - b1 ** step), torch.div(m, scratch, out=scratch))
     if not fused:
         return
-    ps, gs, ms, vs, ds = (list(column) for column in zip(*fused))
-    torch._foreach_zero_(ds)
-    steps = [torch.tensor(float(step), device=ps[0].device)] * len(ps)
-    torch._fused_adam_(ds, gs, ms, vs, [], steps, lr=1.0, beta1=b1, beta2=b2, weight_decay=0.0,
-                       eps=eps, amsgrad=False, maximize=False)
-    for p, d in zip(ps, ds):
+    columns = tuple(list(column) for column in zip(*fused))
+    hyper = {"beta1": b1, "beta2": b2, "eps": eps, "amsgrad": False, "maximize": False}
+    if columns[0][0].device.type == "cpu":
+        _fused_adam_by_row(state, columns, lr, wd, step, hyper)
+    else:
+        _fused_adam_by_direction(state, columns, lr, wd, step, hyper)
+
+
+def _fused_adam_by_row(state: State, columns: tuple[list[Tensor], ...], lr: Tensor, wd: Tensor,
+                       step: int, hyper: dict) -> None:
+    """One fused call per candidate k over row k of every tensor (contiguous, since the tensors
+    are), moved in place by its own learning rate and weight decay. The row views are made once
+    and kept in ``state`` (a gradient buffer reused from step to step keeps its views too)."""
+    params, grads, exp_avgs, exp_avg_sqs = columns
+    rows = _row_views(state, "rows", params + exp_avgs + exp_avg_sqs)
+    grad_rows = _row_views(state, "grad_rows", grads)
+    n = len(params)
+    steps = [torch.tensor(float(step))] * n
+    for k, (rate, decay) in enumerate(zip(lr.tolist(), wd.tolist())):
+        row = rows[k]
+        torch._fused_adam_(row[:n], grad_rows[k], row[n:2 * n], row[2 * n:], [], steps,
+                           lr=rate, weight_decay=decay, **hyper)
+
+
+def _row_views(state: State, key: str, tensors: list[Tensor]) -> list[list[Tensor]]:
+    """``[[t[k] for t in tensors] for k]``, cached in ``state`` under ``key`` for as long as the
+    tensors are the same memory (a cached view keeps its storage alive, so an equal address
+    means the same tensor)."""
+    address = tuple((t.data_ptr(), t.shape) for t in tensors)
+    cached = state.get(key)
+    if cached is None or cached[0] != address:
+        cached = (address, [list(row) for row in zip(*(t.unbind(0) for t in tensors))])
+        state[key] = cached
+    return cached[1]
+
+
+def _fused_adam_by_direction(state: State, columns: tuple[list[Tensor], ...], lr: Tensor,
+                             wd: Tensor, step: int, hyper: dict) -> None:
+    """One fused call for all rows: run with learning rate 1 on zeroed direction tensors it
+    leaves ``-m_hat / (sqrt(v_hat) + eps)`` there, which then moves each row by its own
+    learning rate (three launches per step, whatever the number of candidates)."""
+    params, grads, exp_avgs, exp_avg_sqs = columns
+    if bool(wd.any()):
+        grads = [_decayed(g, p, wd) for g, p in zip(grads, params)]
+    if "direction" not in state:
+        state["direction"] = [torch.zeros_like(p) for p in params]
+    directions = state["direction"]
+    torch._foreach_zero_(directions)
+    steps = [torch.tensor(float(step), device=params[0].device)] * len(params)
+    torch._fused_adam_(directions, grads, exp_avgs, exp_avg_sqs, [], steps, lr=1.0,
+                       weight_decay=0.0, **hyper)
+    for p, d in zip(params, directions):
         _step_(p, -lr, d)
 
 

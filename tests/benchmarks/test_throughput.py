@@ -63,6 +63,12 @@ def test_quick_population_section_alone(tmp_path, monkeypatch):
                                                "population", "--out", str(tmp_path / "p.json")])
     assert report["spaces"] == [] and report["longer_evaluations"] == []
     assert len(report["population"]) == 2
+    for row in report["population"]:  # the roof is measured in every round beside the ways
+        assert len(row["roof_per_round_gflops"]) == row["repeats"]
+        assert row["roof_gflops"] == sorted(row["roof_per_round_gflops"])[row["repeats"] // 2]
+        assert row["direct_roof_fraction"] == pytest.approx(
+            row["direct_gflops"] / row["roof_gflops"])
+        assert row["start_roof_gflops"] == report["roof"]["one_core_alone"]
 
 
 def test_engine_overhead_pairs_each_engine_run_with_the_plain_loop_run_after_it(monkeypatch):

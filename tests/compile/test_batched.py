@@ -5,6 +5,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+from evograph.compile import functional_optim
 from evograph.compile.batch_rule import BatchRule, cost_class
 from evograph.compile.batched import batch_problem, score_batched, train_batched
 from evograph.compile.builder import build
@@ -108,6 +109,42 @@ def test_functional_update_matches_torch_optim(name):
                      torch.tensor(wds, dtype=torch.float64), step)
         for k, p in enumerate(singles):
             torch.testing.assert_close(stacked[0][k], p.detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_both_fused_adam_strategies_follow_torch_adam_with_a_reused_gradient_buffer():
+    """Adam's fused kernel runs once per candidate on CPU (its own lr and weight decay) and once
+    for all candidates on a GPU (a direction buffer); both are run here on CPU, with the
+    gradients written into one buffer reused from step to step (as a dense stack does, so the
+    cached row views are reused) and then into a new one (so they are made again)."""
+    gen = torch.Generator().manual_seed(2)
+    lrs, wds = [0.01, 0.003, 0.02], [0.0, 1e-2, 0.0]
+    lr, wd = (torch.tensor(v, dtype=torch.float64) for v in (lrs, wds))
+    base = [torch.randn(3, 4, 6, generator=gen), torch.randn(3, 4, generator=gen)]
+    singles = [[t[k].clone().requires_grad_(True) for t in base] for k in range(3)]
+    optims = [OPTIMIZERS["adam"](ps, lr_k, wd_k) for ps, lr_k, wd_k in zip(singles, lrs, wds)]
+    by_row, by_direction = [t.clone() for t in base], [t.clone() for t in base]
+    states = [init_state("adam", by_row), init_state("adam", by_direction)]
+    buffers = [torch.empty_like(t) for t in base]
+    for step in range(1, 7):
+        if step == 4:
+            buffers = [torch.empty_like(t) for t in base]          # a new gradient buffer
+        for buffer in buffers:
+            buffer.copy_(torch.randn(buffer.shape, generator=gen))
+        for k, (ps, opt) in enumerate(zip(singles, optims)):
+            for p, g in zip(ps, buffers):
+                p.grad = g[k].clone()
+            opt.step()
+        columns = [(by_row, buffers, states[0]["exp_avg"], states[0]["exp_avg_sq"]),
+                   (by_direction, buffers, states[1]["exp_avg"], states[1]["exp_avg_sq"])]
+        hyper = {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "amsgrad": False,
+                 "maximize": False}
+        functional_optim._fused_adam_by_row(states[0], columns[0], lr, wd, step, hyper)
+        functional_optim._fused_adam_by_direction(states[1], columns[1], lr, wd, step, hyper)
+        for stacked in (by_row, by_direction):
+            for i, tensor in enumerate(stacked):
+                for k in range(3):
+                    torch.testing.assert_close(tensor[k], singles[k][i].detach(),
+                                               rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", sorted(FUNCTIONAL_OPTIMIZERS))
