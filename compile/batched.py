@@ -40,7 +40,7 @@ from ..genome.core import Genome
 from .dense_stack import DenseStack, dense_chain
 from .fitness import Score, Splits
 from .functional_optim import FUNCTIONAL_OPTIMIZERS, apply_update, clip_rows_, init_state
-from .train import SGDTraining
+from .train import AUGMENTATIONS, Augmentation, SGDTraining
 
 
 def batch_problem(genomes: Sequence[Genome]) -> str | None:
@@ -184,11 +184,13 @@ class _Population:
 def train_batched(modules: Sequence[nn.Module], genes: Sequence[dict[str, Any]], data: Splits,
                   steps: int, batch: int, seeds: Sequence[int], device: torch.device,
                   label_smoothing: float = 0.0, grad_clip: float = 0.0,
-                  points: int = 20, direct: bool = True) -> list[list[float]]:
+                  points: int = 20, direct: bool = True,
+                  augment: Augmentation | None = None) -> list[list[float]]:
     """``train_steps`` for K modules of one architecture at once; the trained weights are written
     back into ``modules``. Returns each candidate's loss curve (ending non-finite if it
     diverged). Chains of dense layers take the direct path of
-    :mod:`evograph.compile.dense_stack` unless ``direct`` is False; other networks, ``vmap``."""
+    :mod:`evograph.compile.dense_stack` unless ``direct`` is False; other networks, ``vmap``.
+    ``augment`` as in ``train_steps``: each candidate draws from its own generator."""
     layers = dense_chain(modules[0]) if direct else None
     population: DenseStack | _Population = (
         DenseStack(modules, layers, genes, device, label_smoothing) if layers
@@ -200,8 +202,10 @@ def train_batched(modules: Sequence[nn.Module], genes: Sequence[dict[str, Any]],
         idx = orders.next(device)                                          # (K, b)
         was_alive = population.alive
         rows = idx.reshape(-1)       # index_select: several times faster than x_all[idx]
-        values = population.step(x_all.index_select(0, rows).view(*idx.shape, *x_all.shape[1:]),
-                                 y_all.index_select(0, rows).view(idx.shape), step + 1,
+        x = x_all.index_select(0, rows).view(*idx.shape, *x_all.shape[1:])    # (K, b, ...)
+        if augment is not None:
+            x = _augment_rows(x, orders.gens, augment)
+        values = population.step(x, y_all.index_select(0, rows).view(idx.shape), step + 1,
                                  grad_clip)
         for i, value in enumerate(values):
             if was_alive[i] and not population.alive[i]:
@@ -211,6 +215,15 @@ def train_batched(modules: Sequence[nn.Module], genes: Sequence[dict[str, Any]],
         curves.add(step, values, population.alive)
     population.write_back(modules)
     return curves.curves
+
+
+def _augment_rows(x: Tensor, gens: Sequence[torch.Generator], augment: Augmentation) -> Tensor:
+    """Row k of ``x`` (K, b, ...) augmented with parameters drawn from generator k, as candidate
+    k's ``train_steps`` would draw them, and all rows transformed in one call."""
+    draws = [augment.draw(x[k], gen) for k, gen in enumerate(gens)]
+    if draws[0] is None:
+        return x
+    return augment.apply(x.flatten(0, 1), torch.cat(draws)).view(x.shape)
 
 
 @torch.no_grad()
@@ -232,7 +245,8 @@ def score_batched(fitness: SGDTraining, modules: Sequence[nn.Module],
     batch = int(genes[0].get("batch_size", 64))
     start = time.perf_counter()
     curves = train_batched(modules, genes, data, fitness.total_steps(len(data.x_train), batch),
-                           batch, seeds, device, fitness.label_smoothing, fitness.grad_clip)
+                           batch, seeds, device, fitness.label_smoothing, fitness.grad_clip,
+                           augment=AUGMENTATIONS[fitness.augment])
     share = (time.perf_counter() - start) / len(modules)
     return [fitness.finish(m, g, data, c, share, device)
             for m, g, c in zip(modules, genomes, curves)]

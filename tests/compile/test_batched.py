@@ -11,7 +11,7 @@ from evograph.compile.batched import batch_problem, score_batched, train_batched
 from evograph.compile.builder import build
 from evograph.compile.functional_optim import FUNCTIONAL_OPTIMIZERS, apply_update, init_state
 from evograph.compile.inherit import inherit_weights
-from evograph.compile.train import OPTIMIZERS, SGDTraining, train_steps
+from evograph.compile.train import AUGMENTATIONS, OPTIMIZERS, SGDTraining, train_steps
 from evograph.genome import Genome, Node
 from evograph.genome.space import get_space
 from evograph.runs.datasets import load_dataset
@@ -204,6 +204,36 @@ def test_clipping_and_label_smoothing_follow_one_by_one(data):
         expected = train_steps(alone[i], data, genome.gene, 6, 32, 5 + i, CPU, 0.1, 0.5)
         np.testing.assert_allclose(curves[i], expected, **TOL)
         assert_same_state(modules[i], alone[i])
+
+
+@pytest.mark.parametrize("make", [conv_genome, mlp_genome], ids=["conv-bn", "mlp"])
+def test_augmented_training_follows_one_by_one(data, make):
+    """Random shifts: each candidate draws its offsets from its own generator, as alone (the
+    mlp takes the direct path on 8x8 images, the conv net vmap)."""
+    genomes = siblings(make("momentum", 0.05))
+    modules = inherited_modules(genomes)
+    alone = [copy.deepcopy(m) for m in modules]
+    shift = AUGMENTATIONS["shift"]
+    curves = train_batched(modules, [g.gene for g in genomes], data, 12, 32, [7, 8, 9], CPU,
+                           augment=shift)
+    for i, genome in enumerate(genomes):
+        expected = train_steps(alone[i], data, genome.gene, 12, 32, 7 + i, CPU, augment=shift)
+        unshifted = train_steps(copy.deepcopy(alone[i]), data, genome.gene, 12, 32, 7 + i, CPU)
+        np.testing.assert_allclose(curves[i], expected, **TOL)
+        assert_same_state(modules[i], alone[i])
+        assert not np.allclose(unshifted, expected, **TOL)  # the shifts do change training
+
+
+def test_score_batched_trains_with_the_fitness_augmentation(data):
+    fitness = SGDTraining(steps=8, augment="shift")
+    genomes = siblings(conv_genome("momentum", 0.05), (1.0, 2.0))
+    modules = inherited_modules(genomes)
+    alone = [copy.deepcopy(m) for m in modules]
+    scores = score_batched(fitness, modules, genomes, data, [3, 4], CPU)
+    for score, module, genome, seed in zip(scores, alone, genomes, [3, 4]):
+        expected = fitness.score(module, genome, data, seed=seed, device=CPU)
+        np.testing.assert_allclose(score.metrics["loss_curve"], expected.metrics["loss_curve"],
+                                   **TOL)
 
 
 def test_score_batched_matches_sgd_training(data):
