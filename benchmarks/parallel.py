@@ -10,8 +10,9 @@ Two measurements in one process, reported as ratios (medians over ``--repeats``)
    children: same network, different learning rates) trained one by one with the plain
    per-model loop (``compile.train.train_steps``) versus together with ``torch.func``
    (``compile.batched.train_batched``), for genomes of the ``mlp`` space and ``lse-conv``
-   genomes (the trivial starting network and sampled ones), with what the measured rule
-   (``BatchRule("auto")``) decides, the largest loss difference between the two paths, and —
+   genomes (the trivial starting network and sampled ones), with what the batching rule
+   (``BatchRule("auto")``) decides once it has seen these very trainings' step times, the
+   largest loss difference between the two paths, and —
    as its yardstick — how far the plain loop itself moves when the weights are nudged by 1e-7
    (training amplifies rounding differences; the batched path should stay within that scale).
 
@@ -34,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from evograph.compile.batch_rule import BatchRule
+from evograph.compile.batch_rule import BatchRule, cost_class
 from evograph.compile.batched import train_batched
 from evograph.compile.builder import build
 from evograph.compile.train import train_steps
@@ -150,8 +151,12 @@ def time_batched(label: str, genome, k: int, data, steps: int, repeats: int) -> 
         many_s.append(time.perf_counter() - t)
         diff = max(diff, max(abs(a - b) for c1, c2 in zip(curves_one, curves)
                              for a, b in zip(c1, c2)))
-    decision, measured = BatchRule("auto").decide(modules, genomes, data, cpu, steps)
     one, many = statistics.median(one_s), statistics.median(many_s)
+    rule = BatchRule("auto")   # as a worker's rule after these trainings
+    key = cost_class(genomes[0], cpu)
+    rule.times.observe_alone(key, one / (k * steps))
+    rule.times.observe_batched(key, k, many / steps)
+    decision, measured = rule.decide(genomes, cpu)
     chaos = perturbed_difference(modules, genomes, data, steps, curves_one)
     return {"genome": label, "arch_hash": genome.arch_hash, "params": sum(
         p.numel() for p in modules[0].parameters()), "k": k, "optimizer": optimizer,

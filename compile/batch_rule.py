@@ -1,120 +1,117 @@
-"""When to train a group of same-architecture candidates batched: a measured rule.
+"""When to train a group of same-architecture candidates batched: a rule learnt from the very
+trainings a worker runs.
 
 Batching (:mod:`evograph.compile.batched`) pays for small networks, whose steps are dominated by
 per-operation overhead, and can lose for larger ones, which are compute- or memory-bound either
-way; where the line falls depends on the machine. So :class:`BatchRule` measures it: training runs
-of 1 and ``1 + probe`` steps, one candidate alone and the K batched, on copies (their difference
-separates the per-step time from the set-up), predict both for the group's actual number of
-steps. Timings are cached per :func:`cost_class`, so evolution, which keeps producing new
-architectures of similar cost, pays for a measurement once per class and process.
+way; where the line falls depends on the machine and the network. So :class:`BatchRule` asks the
+clock, but never spends time on a probe: every training a worker runs, alone or batched, is
+timed anyway, and :class:`StepTimes` keeps its seconds per step by *cost class*
+(:func:`cost_class`: the kind of network, its FLOPs per sample within a factor of two, the
+optimizer, batch size and device; batched ones also by group size K). A group is trained
+batched when the seconds per step of K candidates alone, over those of the K batched, is at
+least ``threshold``; until both have been seen for its class it is trained batched, and what
+that training takes is then known. Evolution keeps producing new architectures of similar cost,
+so a class, once seen, goes on deciding for them.
+
+(An earlier rule timed probe trainings of 1 and 6 steps, alone and batched, on copies of each
+new class's candidates. In the throughput benchmark's 160-evaluation runs those probes took 17%
+of the workers' time — more than batching saved: a class there is met only a few times.)
 """
 
 from __future__ import annotations
 
-import copy
-import math
-import time
-from collections.abc import Callable, Sequence
+import bisect
+import statistics
+from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
-from torch import nn
 
 from ..genome.core import Genome
 from ..genome.validate import analyze
-from .batched import train_batched
-from .fitness import Splits
-from .train import train_steps
+
+CostClass = tuple
 
 
-def _min_seconds(runs: Sequence[Callable[[], Any]], device: torch.device,
-                 repeats: int = 3) -> list[float]:
-    """The fastest of ``repeats`` timed calls of each run, interleaved so that load from other
-    processes hits all alike; one untimed warm-up call of each first."""
-    best = [math.inf] * len(runs)
-    for run in runs:
-        run()
-    for _ in range(repeats):
-        for i, run in enumerate(runs):
-            start = time.perf_counter()
-            run()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            best[i] = min(best[i], time.perf_counter() - start)
-    return best
-
-
-@dataclass(frozen=True)
-class Timing:
-    """Seconds of set-up and per step, for one candidate alone and for K batched."""
-
-    k: int
-    one_setup: float
-    one_step: float
-    many_setup: float
-    many_step: float
-
-    def speedup(self, steps: int) -> float:
-        """(K trainings of ``steps`` steps one by one) / (the K batched)."""
-        one = self.one_setup + steps * self.one_step
-        many = self.many_setup + steps * self.many_step
-        return self.k * one / max(many, 1e-12)
-
-
-def measure(modules: Sequence[nn.Module], genomes: Sequence[Genome], data: Splits,
-            device: torch.device, probe: int = 5) -> Timing:
-    """Time training runs of 1 and ``1 + probe`` steps, alone and batched, on copies of
-    ``modules`` (the candidates are not touched); their difference separates the per-step time
-    from the set-up, which a short probe would otherwise overweight."""
-    genes = [g.gene for g in genomes]
-    batch = int(genes[0].get("batch_size", 64))
-    alone = copy.deepcopy(modules[0])
-    copies = [copy.deepcopy(m) for m in modules]
-    seeds = range(len(copies))
-
-    def one(steps: int) -> Callable[[], Any]:
-        return lambda: train_steps(alone, data, genes[0], steps, batch, 0, device)
-
-    def many(steps: int) -> Callable[[], Any]:
-        return lambda: train_batched(copies, genes, data, steps, batch, seeds, device)
-
-    o1, o2, m1, m2 = _min_seconds([one(1), one(1 + probe), many(1), many(1 + probe)], device)
-    one_step, many_step = max(o2 - o1, 0.0) / probe, max(m2 - m1, 0.0) / probe
-    return Timing(len(modules), max(o1 - one_step, 0.0), one_step, max(m1 - many_step, 0.0),
-                  many_step)
-
-
-def cost_class(genome: Genome, k: int, device: torch.device) -> tuple:
-    """Candidates whose batched speed-up behaves alike: same kind of layers, FLOPs per sample
-    within a factor of two, same group size, optimizer, batch size and device."""
-    kind = "conv" if genome.nodes_with_op("conv") else "dense"
-    flops = max(analyze(genome).flops, 1)
+def cost_class(genome: Genome, device: torch.device | str) -> CostClass:
+    """Candidates whose step times behave alike: the kind of network (conv; a plain chain of
+    dense layers, which batches by the direct path; other dense graphs, by ``vmap``), FLOPs per
+    sample within a factor of two, optimizer, batch size and device."""
     genes = genome.gene
-    return (kind, round(math.log2(flops)), k, genes.get("optimizer"), genes.get("batch_size"),
+    flops = max(analyze(genome).flops, 1)
+    return (_kind(genome), flops.bit_length(), genes.get("optimizer"), genes.get("batch_size"),
             str(device))
+
+
+def _kind(genome: Genome) -> str:
+    if genome.nodes_with_op("conv"):
+        return "conv"
+    hidden = [n for n in genome.nodes if n.op not in ("input", "output")]
+    chain = all(n.op == "dense" for n in hidden) and len(genome.edges) == len(hidden) + 1 \
+        and all(len(genome.successors(n.id)) <= 1 for n in genome.nodes)
+    return "dense-chain" if chain else "dense"
+
+
+@dataclass
+class StepTimes:
+    """Seconds per training step seen in this process, by cost class: of one candidate trained
+    alone, and of K trained batched (per K). Each figure is the median of the last ``window``
+    trainings, so that one slow outlier (another process's burst) moves nothing."""
+
+    window: int = 5
+    alone: dict[CostClass, deque[float]] = field(default_factory=dict)
+    batched: dict[CostClass, dict[int, deque[float]]] = field(default_factory=dict)
+
+    def observe_alone(self, key: CostClass, seconds_per_step: float) -> None:
+        self.alone.setdefault(key, deque(maxlen=self.window)).append(seconds_per_step)
+
+    def observe_batched(self, key: CostClass, k: int, seconds_per_step: float) -> None:
+        by_k = self.batched.setdefault(key, {})
+        by_k.setdefault(k, deque(maxlen=self.window)).append(seconds_per_step)
+
+    def alone_step(self, key: CostClass) -> float | None:
+        seen = self.alone.get(key)
+        return statistics.median(seen) if seen else None
+
+    def batched_step(self, key: CostClass, k: int) -> float | None:
+        """For K batched: as seen; else interpolated linearly between the nearest group sizes
+        seen on either side; else scaled in proportion to K from the nearest one seen (which
+        overestimates a larger group's time, whose fixed costs are shared, and underestimates a
+        smaller one's: a wrong guess is then trained batched once and corrected)."""
+        by_k = self.batched.get(key)
+        if not by_k:
+            return None
+        if k in by_k:
+            return statistics.median(by_k[k])
+        sizes = sorted(by_k)
+        i = bisect.bisect(sizes, k)
+        if 0 < i < len(sizes):
+            (k0, k1) = sizes[i - 1], sizes[i]
+            t0, t1 = statistics.median(by_k[k0]), statistics.median(by_k[k1])
+            return t0 + (t1 - t0) * (k - k0) / (k1 - k0)
+        nearest = sizes[i - 1] if i else sizes[0]
+        return statistics.median(by_k[nearest]) * k / nearest
 
 
 @dataclass
 class BatchRule:
     """When to train a group batched: ``never``, ``always``, or ``auto`` — batched when the
-    speed-up predicted from a measurement (:func:`measure`) for the group's number of training
-    steps is at least ``threshold``. A measurement is cached per :func:`cost_class`, so
-    evolution, which keeps producing new architectures of similar cost, pays for it once per
-    class and process rather than once per group."""
+    speed-up predicted from the step times seen (:class:`StepTimes`) is at least ``threshold``,
+    or when its class has not yet been seen both alone and batched."""
 
     mode: str = "auto"
     threshold: float = 1.2
-    probe_steps: int = 5
-    cache: dict[tuple, Timing] = field(default_factory=dict)
+    times: StepTimes = field(default_factory=StepTimes)
 
-    def decide(self, modules: Sequence[nn.Module], genomes: Sequence[Genome], data: Splits,
-               device: torch.device, steps: int = 100) -> tuple[bool, float | None]:
-        """(batch them?, predicted speed-up for ``steps`` steps, or None when not measured)."""
+    def decide(self, genomes: Sequence[Genome],
+               device: torch.device | str) -> tuple[bool, float | None]:
+        """(batch them?, the predicted speed-up, or None when not predicted)."""
         if self.mode != "auto":
             return self.mode == "always", None
-        key = cost_class(genomes[0], len(modules), device)
-        if key not in self.cache:
-            self.cache[key] = measure(modules, genomes, data, device, self.probe_steps)
-        speedup = self.cache[key].speedup(steps)
+        key, k = cost_class(genomes[0], device), len(genomes)
+        alone, together = self.times.alone_step(key), self.times.batched_step(key, k)
+        if alone is None or together is None:
+            return True, None
+        speedup = k * alone / max(together, 1e-12)
         return speedup >= self.threshold, speedup

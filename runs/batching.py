@@ -10,8 +10,9 @@ dataset and device can be trained as one batched population in one worker
   same grouping whatever the number of workers;
 * ``auto``   — groups are formed only when the batch holds more tasks than the executor has
   slots (otherwise every task already has a worker of its own), split until every slot has a
-  unit; the worker then measures whether batching this kind of network pays
-  (:class:`~evograph.compile.batched.BatchRule`) and trains one by one when it does not.
+  unit; the worker then decides from the step times of the trainings it has already run,
+  alone and batched, whether batching this kind of network pays
+  (:class:`~evograph.compile.batch_rule.BatchRule`) and trains one by one when it does not.
 
 A unit whose worker crashes or times out is split back into single tasks and re-queued, so one
 bad member costs only its own evaluation; only a single task's failure is reported.

@@ -32,13 +32,13 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import load_file
 
 from .. import meta as _meta  # noqa: F401  (registers the meta-learners' fitness generators)
-from ..compile.batch_rule import BatchRule
+from ..compile.batch_rule import BatchRule, StepTimes, cost_class
 from ..compile.batched import batch_problem, score_batched
 from ..compile.builder import build
 from ..compile.determinism import use_deterministic_kernels
 from ..compile.fitness import Score, make_fitness
 from ..compile.inherit import inherit_weights
-from ..compile.train import make_optimizer
+from ..compile.train import SGDTraining, make_optimizer
 from ..errors import InvalidGenome
 from ..genome.io import from_dict
 from ..genome.space import OPTIMIZERS as SPACE_OPTIMIZERS
@@ -51,7 +51,7 @@ Task = dict[str, Any]
 Result = dict[str, Any]
 
 _WORKER = {"device": "auto"}        # this process's device, set by init_worker
-_BATCH_CACHE: dict = {}  # measured batching timings, per cost class (compile.batched)
+_STEP_TIMES = StepTimes()  # this process's training step times: the batching rule's data
 SMALL_WEIGHTS_BYTES = 16 * 1024 * 1024  # parent weights up to this size are read whole
 RECENT_WEIGHTS_BYTES = 64 * 1024 * 1024  # weights a worker wrote, kept in memory (RecentWeights)
 # glibc's mallopt parameters and a worker's settings (see keep_freed_memory)
@@ -368,6 +368,9 @@ def evaluate_task(task: Task, deferred: list[PendingWrite] | None = None,
         if on_train_start is not None:
             on_train_start()
         score = fitness.score(module, genome, data, seed=int(task["seed"]), device=device)
+        if task["fitness"]["name"] == "sgd" and score.status == "completed":
+            _STEP_TIMES.observe_alone(cost_class(genome, device), score.metrics["train_time"]
+                                      / _total_steps(fitness, genome, data))
         _complete(result, task, genome, module, score, build_time, deferred)
     except Exception as exc:  # noqa: BLE001 - one bad candidate never stops a run
         result.update(_error(exc))
@@ -379,8 +382,8 @@ def evaluate_group(tasks: list[Task], mode: str = "auto",
                    deferred: list[PendingWrite] | None = None,
                    on_train_start: Callable[[], None] | None = None) -> list[Result]:
     """Evaluate tasks that share an architecture, optimizer, batch size, fitness and dataset,
-    training them together when ``mode`` (a :class:`~evograph.compile.batched.BatchRule` mode)
-    says so, else one by one. Never raises; results come back in the order of ``tasks``;
+    training them together when ``mode`` (a :class:`~evograph.compile.batch_rule.BatchRule`
+    mode) says so, else one by one. Never raises; results come back in the order of ``tasks``;
     ``deferred`` and ``on_train_start`` as in :func:`evaluate_task`."""
     tasks = [with_fault(task) for task in tasks]
     start = time.perf_counter()
@@ -396,34 +399,38 @@ def evaluate_group(tasks: list[Task], mode: str = "auto",
         return [evaluate_task(task, deferred, on_train_start) for task in tasks]
     if deferred is not None:
         deferred.extend(together)
+    share = (time.perf_counter() - start) / len(tasks)
     for result in results:
-        result["wall_time"] = (time.perf_counter() - start) / len(tasks)
+        result["wall_time"] = share
     return results
 
 
 def _train_together(tasks: list[Task], mode: str, deferred: list[PendingWrite] | None,
                     on_train_start: Callable[[], None] | None) -> list[Result] | None:
-    """The batched path of :func:`evaluate_group`; None when the group should go one by one."""
+    """The batched path of :func:`evaluate_group`; None when the group should go one by one
+    (decided before anything is built). Its training time joins this process's step times."""
     if tasks[0]["fitness"]["name"] != "sgd":
         return None
-    device = _device_of(tasks[0])
-    use_deterministic_kernels(device)
-    prepared = [_prepare(task, device) for task in tasks]
-    genomes = [p[0] for p in prepared]
+    genomes = [from_dict(task["genome"]) for task in tasks]
     if batch_problem(genomes) is not None:
         return None
+    device = _device_of(tasks[0])
+    batched, speedup = BatchRule(mode, times=_STEP_TIMES).decide(genomes, device)
+    if not batched:
+        return None
+    use_deterministic_kernels(device)
+    prepared = [_prepare(task, device) for task in tasks]
     data = dataset_for(tasks[0], device)
     modules = [p[1] for p in prepared]
     fitness = make_fitness("sgd", tasks[0]["fitness"]["params"])
-    steps = fitness.total_steps(len(data.x_train), int(genomes[0].gene.get("batch_size", 64)))
-    batched, speedup = BatchRule(mode, cache=_BATCH_CACHE).decide(modules, genomes, data, device,
-                                                                   steps)
-    if not batched:
-        return None
     if on_train_start is not None:
         on_train_start()
     scores = score_batched(fitness, modules, genomes, data, [int(t["seed"]) for t in tasks],
                            device)
+    if all(score.status == "completed" for score in scores):
+        seconds = sum(score.metrics["train_time"] for score in scores)
+        _STEP_TIMES.observe_batched(cost_class(genomes[0], device), len(tasks),
+                                    seconds / _total_steps(fitness, genomes[0], data))
     results = []
     for task, (genome, module, inherited, build_time), score in zip(tasks, prepared, scores):
         result = blank_result(task)
@@ -432,6 +439,10 @@ def _train_together(tasks: list[Task], mode: str, deferred: list[PendingWrite] |
         _complete(result, task, genome, module, score, build_time, deferred)
         results.append(result)
     return results
+
+
+def _total_steps(fitness: SGDTraining, genome, data) -> int:
+    return fitness.total_steps(len(data.x_train), int(genome.gene.get("batch_size", 64)))
 
 
 def evaluate_unit(unit: list[Task], mode: str = "never",

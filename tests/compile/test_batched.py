@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 from evograph.compile import functional_optim
-from evograph.compile.batch_rule import BatchRule, cost_class
 from evograph.compile.batched import batch_problem, score_batched, train_batched
 from evograph.compile.builder import build
 from evograph.compile.functional_optim import FUNCTIONAL_OPTIMIZERS, apply_update, init_state
@@ -256,24 +255,6 @@ def test_batch_problem_names_the_obstacle():
     assert batch_problem([base, conv_genome("adam")]) == "architectures differ"
     assert batch_problem([base, base.with_genes(optimizer="sgd")]) == "optimizers differ"
     assert batch_problem([base, base.with_genes(batch_size=64)]) == "batch sizes differ"
-
-
-def test_batch_rule_modes_and_cache(data):
-    genomes = siblings(mlp_genome("sgd", 0.05), (1.0, 2.0))
-    modules = inherited_modules(genomes)
-    before = [copy.deepcopy(m.state_dict()) for m in modules]
-    assert BatchRule("never").decide(modules, genomes, data, CPU) == (False, None)
-    assert BatchRule("always").decide(modules, genomes, data, CPU) == (True, None)
-    rule = BatchRule("auto", probe_steps=2)
-    batched, speedup = rule.decide(modules, genomes, data, CPU, steps=50)
-    assert speedup > 0 and batched == (speedup >= rule.threshold)
-    timing = rule.cache[cost_class(genomes[0], 2, CPU)]
-    assert speedup == timing.speedup(50) and timing.one_step > 0 and timing.many_step > 0
-    rule.decide(modules, genomes, data, CPU, steps=50)   # cached: one class, one measurement
-    assert list(rule.cache) == [cost_class(genomes[0], 2, CPU)]
-    for module, state in zip(modules, before):      # measuring never trains the candidates
-        for name, tensor in module.state_dict().items():
-            assert torch.equal(tensor, state[name])
 
 
 def test_mlp_space_siblings_batch(data):

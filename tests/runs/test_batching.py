@@ -1,6 +1,10 @@
 """Units of work: grouping same-architecture tasks, batched group evaluation, group failures."""
 
 import pytest
+import torch
+from evograph.compile.batch_rule import StepTimes, cost_class
+from evograph.genome.io import from_dict
+from evograph.runs import worker
 from evograph.runs.batching import UnitQueue, estimated_cost, group_key, plan_units
 from evograph.runs.executors import SerialExecutor
 from evograph.runs.worker import evaluate_group, evaluate_task
@@ -90,6 +94,33 @@ def test_group_trained_together_equals_one_by_one():
         close(result, evaluate_task(task))
     never = evaluate_group(tasks, "never")
     assert all("batched" not in r["metrics"] for r in never)
+
+
+def test_auto_decides_from_the_trainings_the_worker_has_run(monkeypatch):
+    """``auto``: a cost class not yet seen trains batched; that training's step time and every
+    training alone are kept; once both are known the rule compares them, and a group whose K
+    alone would not take 1.2x the batched time goes one by one."""
+    times = StepTimes()
+    monkeypatch.setattr(worker, "_STEP_TIMES", times)
+    tasks = sibling_tasks(3)
+    key = cost_class(from_dict(tasks[0]["genome"]), torch.device("cpu"))
+    first = evaluate_group(tasks, "auto")
+    assert all(r["metrics"]["batched"] == {"size": 3, "speedup": None} for r in first)
+    assert times.batched_step(key, 3) > 0 and times.alone_step(key) is None
+    evaluate_task(tasks[0])
+    alone = times.alone_step(key)
+    assert alone > 0
+    for _ in range(times.window):   # as if batched trainings had been slow
+        times.observe_batched(key, 3, 3 * alone)
+    slow = evaluate_group(tasks, "auto")
+    assert all("batched" not in r["metrics"] for r in slow)
+    assert all(r["status"] == "completed" for r in slow)
+    for _ in range(times.window):   # and now fast
+        times.observe_batched(key, 3, alone)
+    fast = evaluate_group(tasks, "auto")
+    speedup = 3 * times.alone_step(key) / alone
+    assert all(r["metrics"]["batched"] == {"size": 3, "speedup": pytest.approx(speedup)}
+               for r in fast)
 
 
 def test_group_of_different_architectures_falls_back_to_one_by_one():
