@@ -285,7 +285,7 @@ def engine(space: str, args, tmp: Path, workers: int, batched: str = "never",
             "train_s": sum(m.get("train_time", 0.0) for m in metrics),
             "build_s": sum(m.get("build_time", 0.0) for m in metrics),
             "eval_s": sum(m.get("eval_time", 0.0) for m in metrics),
-            "groups_batched": sum(1 for m in metrics if "batched" in m),
+            "evaluations_batched": sum(1 for m in metrics if "batched" in m),
             "state": [(e.id, e.status, e.fitness) for e in evaluations],
             "genomes": [i.genome for i in individuals]}
 
@@ -575,10 +575,12 @@ def print_tables(report: dict) -> None:
         print(f"\n{s['space']}: {s['ways'][0]['evaluations']} evaluations, "
               f"{s['evaluation_s']:.2f} s each; same candidates 1 vs N workers: "
               f"{s['same_candidates_1_vs_n_workers']}; {overhead_line(s)}")
-        print(f"{'way':34} {'wall s':>7} {'start s':>8} {'models/h':>9} {'GFLOP/s':>8} "
+        print(f"{'way':46} {'wall s':>7} {'start s':>8} {'models/h':>9} {'GFLOP/s':>8} "
               f"{'of roof':>8} {'x 1 worker':>10}")
         for w in s["ways"]:
-            print(f"{w['way']:34} {w['wall_s']:>7.1f} {w['startup_s']:>8.1f} "
+            way = w["way"] + (f" ({w['evaluations_batched']} batched)"
+                              if w.get("batched", "never") != "never" else "")
+            print(f"{way:46} {w['wall_s']:>7.1f} {w['startup_s']:>8.1f} "
                   f"{w['models_per_hour']:>9.0f} {w['gflops']:>8.2f} "
                   f"{100 * w['roof_fraction']:>7.1f}% {w['scaling_vs_1_worker']:>10.2f}")
     for o in report["longer_evaluations"]:

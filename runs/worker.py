@@ -40,6 +40,7 @@ from ..compile.fitness import Score, make_fitness
 from ..compile.inherit import inherit_weights
 from ..compile.train import SGDTraining, make_optimizer
 from ..errors import InvalidGenome
+from ..genome.core import Genome
 from ..genome.io import from_dict
 from ..genome.space import OPTIMIZERS as SPACE_OPTIMIZERS
 from ..genome.validate import analyze
@@ -299,10 +300,11 @@ def _load_weights(path: Path) -> dict[str, torch.Tensor]:
     return load_file(path)
 
 
-def _prepare(task: Task, device: torch.device):
-    """Build the task's genome on ``device`` and inherit its parent's weights; also the
-    seconds the build took (analysis included, as a plain ``build`` call does it)."""
-    genome = from_dict(task["genome"])
+def _prepare(task: Task, device: torch.device, genome: Genome | None = None):
+    """Build the task's genome (``genome``, when the caller has parsed it already) on
+    ``device`` and inherit its parent's weights; also the seconds the build took (analysis
+    included, as a plain ``build`` call does it)."""
+    genome = from_dict(task["genome"]) if genome is None else genome
     start = time.perf_counter()
     module = build(genome, seed=int(task["seed"]), device=device, info=analyze(genome))
     build_time = time.perf_counter() - start
@@ -419,7 +421,7 @@ def _train_together(tasks: list[Task], mode: str, deferred: list[PendingWrite] |
     if not batched:
         return None
     use_deterministic_kernels(device)
-    prepared = [_prepare(task, device) for task in tasks]
+    prepared = [_prepare(task, device, genome) for task, genome in zip(tasks, genomes)]
     data = dataset_for(tasks[0], device)
     modules = [p[1] for p in prepared]
     fitness = make_fitness("sgd", tasks[0]["fitness"]["params"])
