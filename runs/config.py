@@ -77,8 +77,18 @@ class ExecutorConfig:
     batched: str = "auto"          # auto | always | never: vmap training of shared architectures
     batch: int = 0                 # proposals per batch (0: one per worker slot); fix it
                                    # to replay a run exactly on another worker count
-    pipeline: int = 0              # batches asked ahead of the oldest one still evaluating (0:
-                                   # synchronous); 1 keeps workers busy through ask/tell
+    pipeline: int | str = "auto"   # batches asked ahead of the oldest one still evaluating:
+                                   # 1 keeps workers busy through ask/tell, 0 is synchronous;
+                                   # auto: 0 for serial, 1 for local and dask
+
+    @property
+    def batches_ahead(self) -> int:
+        """``pipeline`` resolved: ``auto`` asks one batch ahead where workers would otherwise
+        wait for the driver (local, dask) and none for ``serial``, whose single process runs
+        the textbook loop: every child bred from a population that has heard every result."""
+        if self.pipeline == "auto":
+            return 0 if self.name == "serial" else 1
+        return int(self.pipeline)
 
     def check(self) -> None:
         if self.name not in ("serial", "local", "dask"):
@@ -89,7 +99,10 @@ class ExecutorConfig:
         _in_range("retries", self.retries, 0, 20)
         _in_range("memory_limit_mb", self.memory_limit_mb, 0, None)
         _in_range("batch", self.batch, 0, 4096)
-        _in_range("pipeline", self.pipeline, 0, 64)
+        if self.pipeline != "auto":
+            if isinstance(self.pipeline, (str, bool)):
+                raise ValueError(f"pipeline: must be auto or an int (got {self.pipeline!r})")
+            _in_range("pipeline", self.pipeline, 0, 64)
         if self.batched not in ("auto", "always", "never"):
             raise ValueError(f"batched: must be auto, always or never (got {self.batched!r})")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
@@ -136,7 +149,8 @@ def check_type(key: str, value: Any, kind: type) -> Any:
     if kind is dict:
         return value
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ValueError(f"{key}: must be {kind.__name__}, got {type(value).__name__} {value!r}")
+        name = getattr(kind, "__name__", str(kind).replace(" | ", " or "))
+        raise ValueError(f"{key}: must be {name}, got {type(value).__name__} {value!r}")
     return value
 
 

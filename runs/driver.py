@@ -6,8 +6,10 @@ transaction, each evaluation is committed as it finishes, and once a whole batch
 proposer is told its results *in id order* and its state committed again. Batches are told in
 the order they were asked.
 
-With ``executor.pipeline = P`` the driver asks up to P batches ahead of the oldest one still
-evaluating: batch ``k + 1 + P`` is asked right after batch ``k`` is told, while batches
+With ``executor.pipeline = P`` (``auto``: 0 for the serial executor, 1 for the pools; see
+:attr:`~evograph.runs.config.ExecutorConfig.batches_ahead`) the driver asks up to P batches
+ahead of the oldest one still evaluating: batch ``k + 1 + P`` is asked right after batch ``k``
+is told, while batches
 ``k + 1 .. k + P`` still run, so workers never wait for the driver's tell and ask (nor for the
 slowest candidate of a batch). P = 0 is the synchronous loop. For any P, the sequence of
 operations on the proposer — and so the sequence of proposals — depends only on the seed, not
@@ -244,7 +246,7 @@ class Driver:
     def _ask_ahead(self) -> list[int]:
         """Ask batches while fewer than ``1 + pipeline`` are open and nothing says stop."""
         asked: list[int] = []
-        while self.stopping is None and len(self.open) <= self.config.executor.pipeline:
+        while self.stopping is None and len(self.open) <= self.config.executor.batches_ahead:
             self.stopping = self._why_stop()
             if self.stopping is None:
                 asked += self._ask(self.slots)

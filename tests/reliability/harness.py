@@ -33,7 +33,7 @@ def make_run(path: Path, evaluations: int = 12, executor: str = "serial",
              extra: tuple[str, ...] = ()) -> Path:
     config = load_config(ROOT / "runs/configs/digits.toml",
                          TINY + [f"budget.evaluations={evaluations}", f"executor.name={executor}",
-                                 "executor.batch=2"] + list(extra))
+                                 "executor.batch=2", "executor.pipeline=0"] + list(extra))
     return create_run(config, path)
 
 

@@ -32,6 +32,10 @@ def test_shipped_configs_load_and_resolve(path):
     ("seeed = 3\n", [], "x.toml: seeed: unknown key"),
     ("[dataset]\nval_fraction = 1.5\n", [], "x.toml: dataset.val_fraction: must be in (0.0"),
     ("[executor]\nname = 'cloud'\n", [], "x.toml: executor.name: must be serial, local or dask"),
+    ("[executor]\npipeline = 'fast'\n", [], "x.toml: executor.pipeline: must be auto or an int"),
+    ("[executor]\npipeline = true\n", [], "x.toml: executor.pipeline: must be auto or an int"),
+    ("[executor]\npipeline = 1.5\n", [], "x.toml: executor.pipeline: must be int or str"),
+    ("[executor]\npipeline = 65\n", [], "x.toml: executor.pipeline: must be in [0, 64]"),
     ("name = 'x'\n", ["budget.evaluations=-1"], "x.toml: budget.evaluations"),
     ("[budget\n", [], "x.toml: not valid TOML"),
     ("budget = 3\n", [], "x.toml: budget: must be a table"),
@@ -80,3 +84,14 @@ def test_cli_prints_one_line_for_a_config_typo(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert lines == ["evograph: error: typo.toml: fitnes: unknown key (known: name, seed, out, "
                      "dataset, space, strategy, fitness, budget, executor)"]
+
+
+@pytest.mark.parametrize("executor, pipeline, ahead", [("serial", None, 0), ("local", None, 1),
+                                                       ("dask", None, 1), ("local", "0", 0),
+                                                       ("serial", "2", 2), ("dask", "auto", 1)])
+def test_pipeline_auto_asks_ahead_only_where_workers_would_wait(tmp_path, executor, pipeline,
+                                                                ahead):
+    path = tmp_path / "x.toml"
+    path.write_text(f"[executor]\nname = '{executor}'\n")
+    config = load_config(path, [f"executor.pipeline={pipeline}"] if pipeline else [])
+    assert config.executor.batches_ahead == ahead

@@ -404,12 +404,13 @@ def tiny(executor, extra=()):
 @pytest.mark.slow
 def test_same_final_state_on_one_two_workers_and_dask(tmp_path):
     """A small evolution on a dask LocalCluster of its own reaches the state of the serial and
-    the 2-worker local runs; so does a pipelined one (``executor.pipeline = 1``)."""
+    the 2-worker local runs, with synchronous batches (``executor.pipeline = 0``) and with
+    pipelined ones (the default, 1)."""
     before, runs = children(), {}
-    pipelined = ["executor.pipeline=1"]
-    for name, executor, extra in (("serial", "serial", []),
-                                  ("local", "local", ["executor.workers=2"]),
-                                  ("dask", "dask", ["executor.workers=2"]),
+    pipelined, synchronous = ["executor.pipeline=1"], ["executor.pipeline=0"]
+    for name, executor, extra in (("serial", "serial", synchronous),
+                                  ("local", "local", ["executor.workers=2"] + synchronous),
+                                  ("dask", "dask", ["executor.workers=2"] + synchronous),
                                   ("serial-pipelined", "serial", pipelined),
                                   ("dask-pipelined", "dask", ["executor.workers=2"] + pipelined)):
         runs[name] = create_run(tiny(executor, extra), tmp_path / name)

@@ -63,9 +63,11 @@ def test_tiny_run_records_everything(tmp_path):
 
 
 def test_worker_count_does_not_change_the_result(tmp_path):
-    a = create_run(tiny_config("serial", ["executor.batch=2"]), tmp_path / "a")
-    b = create_run(tiny_config("local", ["executor.workers=2", "executor.batch=2"]),
-                   tmp_path / "b")
+    """With the batch size and the pipeline fixed (here synchronous: ``auto`` would give the
+    serial executor 0 and the pool 1), 1 and 2 workers reach the same state."""
+    fixed = ["executor.batch=2", "executor.pipeline=0"]
+    a = create_run(tiny_config("serial", fixed), tmp_path / "a")
+    b = create_run(tiny_config("local", ["executor.workers=2"] + fixed), tmp_path / "b")
     run(a, live=False)
     run(b, live=False)
     assert final_state(a)[:2] == final_state(b)[:2]
