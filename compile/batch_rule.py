@@ -9,9 +9,10 @@ timed anyway, and :class:`StepTimes` keeps its seconds per step by *cost class*
 (:func:`cost_class`: the kind of network, its FLOPs per sample within a factor of two, the
 optimizer, batch size and device; batched ones also by group size K). A group is trained
 batched when the seconds per step of K candidates alone, over those of the K batched, is at
-least ``threshold``; until both have been seen for its class it is trained batched, and what
-that training takes is then known. Evolution keeps producing new architectures of similar cost,
-so a class, once seen, goes on deciding for them.
+least ``threshold``; until both have been seen for its class (batched three times) it is trained
+batched, and what that training takes is then known; a class refused 16 times in a row is
+trained batched once more, so that a verdict follows the machine. Evolution keeps producing new
+architectures of similar cost, so a class, once seen, goes on deciding for them.
 
 (An earlier rule timed probe trainings of 1 and 6 steps, alone and batched, on copies of each
 new class's candidates. In the throughput benchmark's 160-evaluation runs those probes took 17%
@@ -57,11 +58,18 @@ def _kind(genome: Genome) -> str:
 class StepTimes:
     """Seconds per training step seen in this process, by cost class: of one candidate trained
     alone, and of K trained batched (per K). Each figure is the median of the last ``window``
-    trainings, so that one slow outlier (another process's burst) moves nothing."""
+    trainings, so that one slow outlier (another process's burst, a first training's one-off
+    set-up) moves nothing once three are in. Also how many times in a row the rule has said no
+    to batching each class (see :class:`BatchRule`)."""
 
     window: int = 5
     alone: dict[CostClass, deque[float]] = field(default_factory=dict)
     batched: dict[CostClass, dict[int, deque[float]]] = field(default_factory=dict)
+    refusals: dict[CostClass, int] = field(default_factory=dict)
+
+    def batched_count(self, key: CostClass) -> int:
+        """Batched trainings of this class remembered (every K)."""
+        return sum(len(seen) for seen in self.batched.get(key, {}).values())
 
     def observe_alone(self, key: CostClass, seconds_per_step: float) -> None:
         self.alone.setdefault(key, deque(maxlen=self.window)).append(seconds_per_step)
@@ -77,8 +85,9 @@ class StepTimes:
     def batched_step(self, key: CostClass, k: int) -> float | None:
         """For K batched: as seen; else interpolated linearly between the nearest group sizes
         seen on either side; else scaled in proportion to K from the nearest one seen (which
-        overestimates a larger group's time, whose fixed costs are shared, and underestimates a
-        smaller one's: a wrong guess is then trained batched once and corrected)."""
+        overestimates a larger group's time, whose fixed costs are shared — the rule's periodic
+        recheck trains it batched now and then — and underestimates a smaller one's, which is
+        then trained batched and measured)."""
         by_k = self.batched.get(key)
         if not by_k:
             return None
@@ -97,11 +106,16 @@ class StepTimes:
 @dataclass
 class BatchRule:
     """When to train a group batched: ``never``, ``always``, or ``auto`` — batched when the
-    speed-up predicted from the step times seen (:class:`StepTimes`) is at least ``threshold``,
-    or when its class has not yet been seen both alone and batched."""
+    speed-up predicted from the step times seen (:class:`StepTimes`) is at least ``threshold``;
+    also while its class has not been seen alone, or batched fewer than ``min_batched`` times
+    (the first batched training carries one-off costs — ``vmap``'s set-up, a GPU's kernel
+    loading — that a median of three leaves out); and once after every ``recheck_every``
+    refusals in a row, so that a "no" is measured again rather than kept for good."""
 
     mode: str = "auto"
     threshold: float = 1.2
+    min_batched: int = 3
+    recheck_every: int = 16
     times: StepTimes = field(default_factory=StepTimes)
 
     def decide(self, genomes: Sequence[Genome],
@@ -111,7 +125,12 @@ class BatchRule:
             return self.mode == "always", None
         key, k = cost_class(genomes[0], device), len(genomes)
         alone, together = self.times.alone_step(key), self.times.batched_step(key, k)
-        if alone is None or together is None:
+        if alone is None or together is None or self.times.batched_count(key) < self.min_batched:
             return True, None
         speedup = k * alone / max(together, 1e-12)
-        return speedup >= self.threshold, speedup
+        if speedup >= self.threshold:
+            self.times.refusals.pop(key, None)
+            return True, speedup
+        refused = self.times.refusals.get(key, 0) + 1
+        self.times.refusals[key] = 0 if refused >= self.recheck_every else refused
+        return refused >= self.recheck_every, speedup

@@ -111,7 +111,8 @@ def _adam(params, grads, state, lr, wd, step, betas=(0.9, 0.999), eps: float = 1
     """Adam. Contiguous tensors take PyTorch's fused kernel (one pass over memory instead of
     about nine): on CPU once per candidate over its rows, with its own learning rate and weight
     decay (:func:`_fused_adam_by_row`); on a GPU, where each call is a kernel launch, once for
-    all rows (:func:`_fused_adam_by_direction`). Other layouts take plain tensor code."""
+    all rows (:func:`_fused_adam_by_direction`: launches independent of K). Other layouts take
+    plain tensor code."""
     b1, b2 = betas
     fused: list[tuple[Tensor, ...]] = []
     for p, g, m, v in zip(params, grads, state["exp_avg"], state["exp_avg_sq"]):
@@ -165,12 +166,15 @@ def _fused_adam_by_direction(state: State, columns: tuple[list[Tensor], ...], lr
                              wd: Tensor, step: int, hyper: dict) -> None:
     """One fused call for all rows: run with learning rate 1 on zeroed direction tensors it
     leaves ``-m_hat / (sqrt(v_hat) + eps)`` there, which then moves each row by its own
-    learning rate (three launches per step, whatever the number of candidates)."""
+    learning rate (a zeroing, the fused call and one update per parameter tensor: the same
+    launches whatever the number of candidates)."""
     params, grads, exp_avgs, exp_avg_sqs = columns
     if bool(wd.any()):
         grads = [_decayed(g, p, wd) for g, p in zip(grads, params)]
-    if "direction" not in state:
+    shapes = [p.shape for p in params]
+    if state.get("direction_shapes") != shapes:    # made for these very tensors
         state["direction"] = [torch.zeros_like(p) for p in params]
+        state["direction_shapes"] = shapes
     directions = state["direction"]
     torch._foreach_zero_(directions)
     steps = [torch.tensor(float(step), device=params[0].device)] * len(params)

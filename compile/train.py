@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -48,7 +49,9 @@ class Augmentation:
     random parameters for minibatch ``x`` from the training generator (None: nothing in ``x``
     to transform, and nothing drawn), and ``apply(x, params)``. Called as ``augment(x, gen)``.
     The split lets K candidates trained together (:mod:`evograph.compile.batched`) each draw
-    from its own generator exactly what it would draw alone, then be transformed in one call."""
+    from its own generator exactly what it would draw alone, then be transformed in one call:
+    so ``apply`` must treat samples independently, the parameters' first dimension indexing
+    the samples of ``x`` (K minibatches are concatenated along it)."""
 
     draw: Callable[[torch.Tensor, torch.Generator], torch.Tensor | None]
     apply: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -184,7 +187,7 @@ GPU_LOSS_READ_EVERY = 16
 def train_steps(module: nn.Module, data: Splits, genes: dict[str, Any], steps: int, batch: int,
                 seed: int, device: torch.device, label_smoothing: float = 0.0,
                 grad_clip: float = 0.0, points: int = 20,
-                augment: "Augmentation | None" = None,
+                augment: Augmentation | None = None,
                 loss_read_every: int | None = None) -> list[float]:
     """Run ``steps`` minibatch steps; return the mean loss over ~``points`` equal chunks.
     Stops early (last entry non-finite) on a NaN/inf loss.

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import math
 import os
 import resource
 import threading
@@ -370,7 +371,7 @@ def evaluate_task(task: Task, deferred: list[PendingWrite] | None = None,
         if on_train_start is not None:
             on_train_start()
         score = fitness.score(module, genome, data, seed=int(task["seed"]), device=device)
-        if task["fitness"]["name"] == "sgd" and score.status == "completed":
+        if task["fitness"]["name"] == "sgd" and _ran_every_step(score):
             _STEP_TIMES.observe_alone(cost_class(genome, device), score.metrics["train_time"]
                                       / _total_steps(fitness, genome, data))
         _complete(result, task, genome, module, score, build_time, deferred)
@@ -429,7 +430,7 @@ def _train_together(tasks: list[Task], mode: str, deferred: list[PendingWrite] |
         on_train_start()
     scores = score_batched(fitness, modules, genomes, data, [int(t["seed"]) for t in tasks],
                            device)
-    if all(score.status == "completed" for score in scores):
+    if any(_ran_every_step(score) for score in scores):   # the batched loop ran to its end
         seconds = sum(score.metrics["train_time"] for score in scores)
         _STEP_TIMES.observe_batched(cost_class(genomes[0], device), len(tasks),
                                     seconds / _total_steps(fitness, genomes[0], data))
@@ -441,6 +442,13 @@ def _train_together(tasks: list[Task], mode: str, deferred: list[PendingWrite] |
         _complete(result, task, genome, module, score, build_time, deferred)
         results.append(result)
     return results
+
+
+def _ran_every_step(score: Score) -> bool:
+    """Whether training ran all its steps (a non-finite loss stops it early): only then is
+    its time a measure of its steps for the batching rule."""
+    curve = score.metrics.get("loss_curve")
+    return bool(curve) and math.isfinite(curve[-1])
 
 
 def _total_steps(fitness: SGDTraining, genome, data) -> int:

@@ -39,10 +39,15 @@ def test_fixed_modes_and_an_unseen_class():
     genomes = [dense()] * 3
     assert BatchRule("never").decide(genomes, CPU) == (False, None)
     assert BatchRule("always").decide(genomes, CPU) == (True, None)
-    rule = BatchRule("auto")
+    rule, key = BatchRule("auto"), cost_class(genomes[0], CPU)
     assert rule.decide(genomes, CPU) == (True, None)        # nothing seen: try it batched
-    rule.times.observe_batched(cost_class(genomes[0], CPU), 3, 0.004)
+    rule.times.observe_batched(key, 3, 0.004)
     assert rule.decide(genomes, CPU) == (True, None)        # seen batched only: go on
+    rule.times.observe_alone(key, 1e-9)                     # batched would lose by far, but
+    for seen in range(1, rule.min_batched):                 # it is believed only from the third
+        assert rule.decide(genomes, CPU) == (True, None)
+        rule.times.observe_batched(key, 3, 0.004)
+    assert rule.decide(genomes, CPU)[0] is False
 
 
 @pytest.mark.parametrize("alone, together, batched", [(0.002, 0.003, True),     # 2x
@@ -54,7 +59,8 @@ def test_auto_batches_when_k_alone_take_threshold_times_the_batched(alone, toget
     rule = BatchRule("auto", threshold=1.2)
     key = cost_class(genomes[0], CPU)
     rule.times.observe_alone(key, alone)
-    rule.times.observe_batched(key, 3, together)
+    for _ in range(rule.min_batched):
+        rule.times.observe_batched(key, 3, together)
     decision, speedup = rule.decide(genomes, CPU)
     assert speedup == pytest.approx(3 * alone / together) and decision is batched
     other = [dense(skip=True)] * 3                       # another class: still unseen
@@ -78,3 +84,18 @@ def test_unseen_group_sizes_are_interpolated_or_scaled_from_the_nearest():
     assert times.batched_step(key, 4) == pytest.approx(0.010)
     assert times.batched_step(key, 10) == pytest.approx(0.016)  # between 4 and 16
     assert times.batched_step(key, 32) == pytest.approx(0.044)
+
+
+def test_a_refused_class_is_trained_batched_again_after_a_run_of_refusals():
+    """A "no" is re-measured: after ``recheck_every`` refusals in a row one group trains
+    batched (its time then joins the median); a "yes" in between restarts the count."""
+    genomes, rule = [dense()] * 4, BatchRule("auto", recheck_every=4)
+    key = cost_class(genomes[0], CPU)
+    rule.times.observe_alone(key, 0.001)
+    for _ in range(rule.min_batched):
+        rule.times.observe_batched(key, 4, 0.008)            # 0.5x: refused
+    verdicts = [rule.decide(genomes, CPU)[0] for _ in range(9)]
+    assert verdicts == [False, False, False, True] * 2 + [False]
+    for _ in range(rule.times.window):
+        rule.times.observe_batched(key, 4, 0.002)            # now 2x
+    assert rule.decide(genomes, CPU)[0] is True and key not in rule.times.refusals

@@ -173,11 +173,13 @@ def test_every_optimizer_gene_of_the_spaces_can_batch():
     assert "no functional" in batch_problem([learned, learned])
 
 
+@pytest.mark.parametrize("optimizer, lr", [("momentum", 0.05), ("adam", 1e-3)])
 @pytest.mark.parametrize("direct", [True, False], ids=["dense-stack", "vmap"])
-def test_diverging_candidate_stops_alone(data, direct):
-    """An MLP is a dense chain: both the direct path and the vmap path are checked."""
+def test_diverging_candidate_stops_alone(data, direct, optimizer, lr):
+    """An MLP is a dense chain: both the direct path and the vmap path are checked, with
+    Adam's per-candidate fused update too (the stopped row keeps learning rate 0)."""
     tol = {"rtol": 1e-4, "atol": 1e-5}
-    genomes = siblings(mlp_genome("momentum", 0.05))
+    genomes = siblings(mlp_genome(optimizer, lr))
     modules = inherited_modules(genomes)
     with torch.no_grad():
         for p in modules[1].parameters():

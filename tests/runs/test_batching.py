@@ -123,6 +123,23 @@ def test_auto_decides_from_the_trainings_the_worker_has_run(monkeypatch):
                for r in fast)
 
 
+def test_step_times_count_every_training_that_ran_all_its_steps(monkeypatch):
+    """A group with a diverging member still ran the batched loop to its end, so its time is
+    kept; a candidate alone whose loss went non-finite stopped early, so its time is not."""
+    monkeypatch.setenv("EVOGRAPH_FAULT_INJECTION", "1")
+    times = StepTimes()
+    monkeypatch.setattr(worker, "_STEP_TIMES", times)
+    tasks = sibling_tasks(3)
+    tasks[2]["fault"] = "nan"
+    key = cost_class(from_dict(tasks[0]["genome"]), torch.device("cpu"))
+    results = evaluate_group(tasks, "always")
+    assert [r["status"] for r in results] == ["completed", "completed", "infeasible"]
+    assert times.batched_count(key) == 1
+    assert evaluate_task(tasks[2])["status"] == "infeasible" and times.alone_step(key) is None
+    evaluate_task(tasks[0])
+    assert times.alone_step(key) > 0
+
+
 def test_group_of_different_architectures_falls_back_to_one_by_one():
     tasks = mixed_tasks(2)
     results = evaluate_group(tasks, "always")
