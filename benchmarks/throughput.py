@@ -150,18 +150,34 @@ def machine() -> dict:
 
 # -- 1. roofs -------------------------------------------------------------------------------------
 
+def products_rate(n: int, seconds: float, device: torch.device = CPU) -> float:
+    """GFLOP/s of n x n fp32 matrix products repeated for about ``seconds`` after three
+    untimed ones, on this process's threads or on the GPU (TF32 off: true fp32; the GPU is
+    waited for every 10 products, so the clock counts their work)."""
+    chunk = 10 if device.type == "cuda" else 1
+    previous = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        a, b = (torch.randn(n, n, device=device) for _ in range(2))
+        for _ in range(3):
+            a @ b  # warm-up
+        synchronize(device)
+        count, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            for _ in range(chunk):
+                a @ b
+            synchronize(device)
+            count += chunk
+        return 2 * n ** 3 * count / (time.perf_counter() - t0) / 1e9
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = previous
+
+
 def _matmul_rate(n: int, seconds: float, start, out) -> None:
-    """GFLOP/s of n x n fp32 matrix products on one thread, for about ``seconds``."""
+    """One roof process: single-threaded products, started with the others (``start``)."""
     torch.set_num_threads(1)
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    for _ in range(3):
-        a @ b  # warm-up
     start.wait()
-    count, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        a @ b
-        count += 1
-    out.put(2 * n ** 3 * count / (time.perf_counter() - t0) / 1e9)
+    out.put(products_rate(n, seconds))
 
 
 def roof(processes: int, n: int = 512, seconds: float = 3.0) -> list[float]:
@@ -180,22 +196,7 @@ def roof(processes: int, n: int = 512, seconds: float = 3.0) -> list[float]:
 
 def gpu_roof(n: int = 8192, seconds: float = 3.0) -> float:
     """GFLOP/s of n x n fp32 matrix products on the GPU, TF32 off (true fp32)."""
-    previous = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        a, b = (torch.randn(n, n, device="cuda") for _ in range(2))
-        for _ in range(3):
-            a @ b  # warm-up
-        torch.cuda.synchronize()
-        count, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < seconds:
-            for _ in range(10):
-                a @ b
-            torch.cuda.synchronize()
-            count += 10
-        return 2 * n ** 3 * count / (time.perf_counter() - t0) / 1e9
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = previous
+    return products_rate(n, seconds, torch.device("cuda"))
 
 
 # -- 2. FLOPs -------------------------------------------------------------------------------------
@@ -449,25 +450,12 @@ def mlp_genome(widths: tuple[int, ...], batch: int, lr: float) -> Genome:
                                       "batch_size": batch, "weight_decay": 0.0})
 
 
-def matmul_rate_now(device: torch.device, rounds: int = 1) -> float:
-    """GFLOP/s of fp32 matrix products in this very process, now: on CPU one thread (this
-    process's), 100 products of 512 x 512 (~0.25 s); on a GPU 10 of 8192 x 8192, TF32 off.
+def matmul_rate_now(device: torch.device) -> float:
+    """GFLOP/s of fp32 matrix products in this very process, now, for about 0.25 s: on CPU
+    512 x 512 on one thread (this process's), on a GPU 8192 x 8192 (:func:`products_rate`).
     The population rows measure their roof this way in every round, beside the three ways,
     so that a machine that speeds up or slows down during the run moves both alike."""
-    n, count = (8192, 10) if device.type == "cuda" else (512, 100)
-    previous = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        a, b = (torch.randn(n, n, device=device) for _ in range(2))
-        a @ b                                                          # warm-up
-        synchronize(device)
-        t = time.perf_counter()
-        for _ in range(count * rounds):
-            a @ b
-        synchronize(device)
-        return 2 * n ** 3 * count * rounds / (time.perf_counter() - t) / 1e9
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = previous
+    return products_rate(8192 if device.type == "cuda" else 512, 0.25, device)
 
 
 def population(widths, k: int, batch: int, steps: int, data, roof_one: float,
