@@ -9,6 +9,7 @@ export MKL_NUM_THREADS ?= 1
 .PHONY: demo test test-fast bench reliability system-deps clean
 
 $(STAMP): setup.cfg pyproject.toml
+	@bash .ci/disk-check.sh $(VENV) 8
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e '.[dev,distributed,export,bench]'
