@@ -18,6 +18,8 @@ results reproducibility (``CUBLAS_WORKSPACE_CONFIG``).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -41,3 +43,15 @@ def use_deterministic_kernels(device: torch.device | str) -> None:
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = True
     torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+@contextmanager
+def seeded_cpu_rng(seed: int | None) -> Iterator[None]:
+    """Inside: torch's CPU generator seeded with ``seed`` (left as it is when None), for a
+    seeded initialisation; after: the generator as it was. Accelerators' generators are not
+    touched — ``torch.manual_seed`` would also queue a seed for every CUDA device, changing the
+    global CUDA stream of random numbers outside the block (and costing ~0.13 ms)."""
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.default_generator.manual_seed(seed)
+        yield

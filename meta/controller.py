@@ -32,6 +32,7 @@ from safetensors.torch import save as save_tensors
 from torch import nn
 from torch.nn import functional as F
 
+from ..compile.determinism import seeded_cpu_rng
 from ..errors import ConfigError
 from ..genome.codec import BitsCodec, Codec, Decision, codec_for
 from ..genome.core import Genome
@@ -116,8 +117,7 @@ class Controller:
 
     def __init__(self, decisions: Sequence[Decision], seed: int = 0, **hyper: Any):
         hp = {**HYPER, **hyper}
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with seeded_cpu_rng(seed):
             self.net = ControllerNet(decisions, hp["hidden_size"], hp["lstm_layers"],
                                      hp["temperature"], hp["tanh_constant"])
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=hp["learning_rate"],

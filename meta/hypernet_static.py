@@ -27,6 +27,7 @@ from torch import nn
 from torch.func import functional_call
 
 from ..compile.builder import GenomeModule
+from ..compile.determinism import seeded_cpu_rng
 from ..compile.fitness import Score, Splits, register_fitness
 from ..compile.train import SGDTraining
 from ..genome.core import Genome
@@ -104,8 +105,7 @@ def static_hypernet(module: GenomeModule, genome: Genome, *, block: int = 16, z_
     """Wrap ``module`` (compiled from ``genome``) with a freshly initialised static hypernetwork
     generating its conv/dense kernels; initialisation is drawn from ``seed`` only."""
     slots = weight_slots(module, genome, STATIC_OPS, bias=False)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded_cpu_rng(seed):
         hyper = StaticHypernet(slots, block, z_dim, hidden)
     wrapped = HyperNetworked(module, hyper)
     return wrapped.to(device) if device is not None else wrapped

@@ -33,6 +33,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 from torch import nn
 
+from ..compile.determinism import seeded_cpu_rng
 from ..compile.train import OPTIMIZERS
 from ..errors import EvographError
 
@@ -89,9 +90,7 @@ class LSTMOptimizer(nn.Module):
     def __init__(self, config: LSTMConfig = LSTMConfig(), seed: int | None = 0):
         super().__init__()
         self.config = config
-        with torch.random.fork_rng(devices=[]):   # seeded init, global RNG untouched
-            if seed is not None:
-                torch.manual_seed(seed)
+        with seeded_cpu_rng(seed):   # seeded init, global RNGs untouched
             sizes = [2] + [config.hidden] * config.layers
             self.cells = nn.ModuleList(nn.LSTMCell(a, b) for a, b in pairwise(sizes))
             self.head = nn.Linear(config.hidden, 1)

@@ -35,6 +35,7 @@ from torch.func import functional_call
 from torch.nn import functional as F
 
 from ..compile.builder import build
+from ..compile.determinism import seeded_cpu_rng
 from ..compile.fitness import Splits
 from ..errors import EvographError
 from ..genome.core import Genome
@@ -73,8 +74,7 @@ def train_smash(config: SmashConfig, data: Splits, device: torch.device | str = 
     space = config.get_space()
     rng = np.random.default_rng(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
+    with seeded_cpu_rng(config.seed):
         hyper = SmashHypernet(config).to(device)
     optimizer = torch.optim.Adam(hyper.parameters(), lr=config.lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(config.steps, 1))

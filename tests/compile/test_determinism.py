@@ -4,17 +4,19 @@ CUDA backward in torch (compile.layers.adaptive_avg_pool), and the GPU's way of 
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
 from torch.nn import functional as F
 
 from evograph.compile.builder import build
-from evograph.compile.determinism import use_deterministic_kernels
+from evograph.compile.determinism import seeded_cpu_rng, use_deterministic_kernels
 from evograph.compile.layers import adaptive_avg_pool, pool_by_matrices
 from evograph.compile.train import AUGMENTATIONS, train_steps
 from evograph.runs.datasets import load_dataset
@@ -49,7 +51,7 @@ def test_cpu_keeps_torch_pooling_and_global_settings():
 TRAIN_TWICE = textwrap.dedent("""
     import torch
     from evograph.compile.builder import build
-    from evograph.compile.determinism import use_deterministic_kernels
+    from evograph.compile.determinism import seeded_cpu_rng, use_deterministic_kernels
     from evograph.compile.train import train_steps
     from evograph.runs.datasets import load_dataset
     from tests.compile.test_batched import conv_genome
@@ -106,3 +108,40 @@ def test_losses_read_in_blocks_end_the_curve_at_the_first_non_finite_loss():
         curves.append(train_steps(module, data, genome.gene, 40, 32, 3, torch.device("cpu"),
                                   loss_read_every=read_every))
     assert len(curves[0]) == len(curves[1]) == 1 and all(c[0] != c[0] for c in curves)  # NaN
+
+
+def test_seeded_cpu_rng_seeds_the_cpu_generator_alone_and_restores_it(monkeypatch):
+    def refuse(*args):
+        raise AssertionError("a CUDA generator was seeded")
+
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", refuse)
+    monkeypatch.setattr(torch.cuda, "manual_seed", refuse)
+    torch.default_generator.manual_seed(123)
+    expected = torch.rand(3)
+    torch.default_generator.manual_seed(123)
+    with seeded_cpu_rng(5):
+        first = torch.rand(3)
+    with seeded_cpu_rng(5):
+        again = torch.rand(3)
+    with seeded_cpu_rng(None):  # unseeded: draws from the current state, then restores it
+        torch.rand(100)
+    assert torch.equal(first, again) and not torch.equal(first, expected)
+    assert torch.equal(torch.rand(3), expected)
+
+
+PACKAGES = ("genome", "operators", "selection", "compile", "meta", "runs")
+
+
+def test_no_module_seeds_torch_globally():
+    """``torch.manual_seed`` seeds every CUDA device too, outside ``fork_rng(devices=[])``: the
+    package seeds through :func:`seeded_cpu_rng` or its own ``torch.Generator`` objects."""
+    root = Path(__file__).resolve().parents[2]
+    calls = []
+    for package in PACKAGES:
+        for path in (root / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Attribute) and node.attr in (
+                        "manual_seed", "manual_seed_all", "seed", "seed_all") and \
+                        ast.unparse(node.value) in ("torch", "torch.cuda", "torch.random"):
+                    calls.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert not calls, f"global torch seeding: {calls}"
