@@ -36,18 +36,29 @@ MODES = ("never", "always", "auto")
 
 
 def group_key(task: Task) -> tuple | None:
-    """What a task must share with others to train in one batch; None if it cannot batch."""
+    """What a task must share with others to train in one batch; None if it cannot batch. The
+    driver's ``arch_hash`` hint (the store has it) spares parsing the genome."""
     fitness = task.get("fitness", {})
     if fitness.get("name") != "sgd":
         return None
-    try:
-        genome = from_dict(task["genome"])
-    except (EvographError, KeyError, TypeError, ValueError):
+    arch_hash, genes = _architecture_and_genes(task)
+    if arch_hash is None:
         return None
-    genes = genome.gene
-    return (genome.arch_hash, genes.get("optimizer"), genes.get("batch_size"),
+    return (arch_hash, genes.get("optimizer"), genes.get("batch_size"),
             json.dumps(fitness, sort_keys=True), json.dumps(task.get("dataset"), sort_keys=True),
             task.get("data_seed"), task.get("device") or "")
+
+
+def _architecture_and_genes(task: Task) -> tuple[str | None, dict]:
+    genome = task.get("genome")
+    hint = task.get("arch_hash")
+    if hint is not None and isinstance(genome, dict) and isinstance(genome.get("genes"), dict):
+        return str(hint), genome["genes"]
+    try:
+        parsed = from_dict(genome)
+    except (EvographError, KeyError, TypeError, ValueError):
+        return None, {}
+    return parsed.arch_hash, parsed.gene
 
 
 def _groups(tasks: Iterable[Task], max_group: int) -> list[list[Task]]:

@@ -68,7 +68,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def top_architectures(store: RunStore, top: int) -> list[tuple[int, float, dict]]:
     """(id, hypernet fitness, genome dict) of the ``top`` best distinct architectures."""
     seen, out = set(), []
-    for row in store.best(len(store.individuals())):
+    for row in store.best(store.count_individuals()):
         ind = store.individual(row.id)
         if ind.arch_hash in seen:
             continue

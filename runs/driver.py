@@ -36,9 +36,10 @@ from typing import Any
 import torch
 
 from ..errors import RunStoreError
-from ..genome.io import to_dict
+from ..genome.io import from_dict, to_dict
 from ..genome.validate import known_analysis
 from ..selection.base import Result
+from ..selection.strategy import Strategy
 from .config import RunConfig, config_from_dict
 from .executors import make_executor
 from .progress import Progress
@@ -158,6 +159,9 @@ class Driver:
         self.config = parts.config
         self.started = time.monotonic()
         self.progress = Progress(store, self.config.budget.evaluations, live)
+        if isinstance(parts.proposer, Strategy):  # the store keeps every genome: states need ids
+            parts.proposer.keep_genomes_by_id(
+                lambda id: from_dict(store.genome_dict(id), where=f"individual {id}"))
         state = store.load_proposer_state()
         if state is not None:
             parts.proposer.load_state_dict(state[2])
@@ -284,7 +288,7 @@ class Driver:
         parent = row.parents[0] if row.parents else None
         parent_file = self.store.weights_file(parent) if parent is not None else None
         config = self.config
-        return {"id": row.id, "genome": row.genome, "seed": row.seed,
+        return {"id": row.id, "genome": row.genome, "arch_hash": row.arch_hash, "seed": row.seed,
                 "parent_weights": str(parent_file) if parent_file else None,
                 "inherit": row.inherit, **self.data_spec,
                 "fitness": {"name": config.fitness.name, "params": config.fitness.params},

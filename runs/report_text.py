@@ -13,11 +13,10 @@ from .store import RunStore
 def status_payload(store: RunStore) -> dict[str, Any]:
     summary = store.summary()
     counts = store.counts_by_status()
-    individuals = store.individuals()
     return {"run_dir": str(store.run_dir), "run_id": store.run_id,
             "strategy": store.config["strategy"]["name"],
             "budget": store.config["budget"]["evaluations"],
-            "evaluations": len(individuals), "counts": counts,
+            "evaluations": store.count_individuals(), "counts": counts,
             "batch": store.last_batch(),
             "best": best_payload(store, 1)[0] if store.best(1) else None,
             "wall_time_s": summary.get("total_wall_time"),

@@ -472,6 +472,13 @@ class RunStore:
             raise RunStoreError(f"run {self.run_dir} has no individual {id}")
         return _individual(rows[0])
 
+    def genome_dict(self, id: int) -> dict:
+        """The stored genome of individual ``id`` (its JSON dict), without the rest of its row."""
+        rows = self._query("SELECT genome FROM individuals WHERE id = ?", (id,))
+        if not rows:
+            raise RunStoreError(f"run {self.run_dir} has no individual {id}")
+        return json.loads(rows[0][0])
+
     def individuals(self) -> list[IndividualRow]:
         return [_individual(r) for r in self._query(_IND_SQL + " ORDER BY i.id")]
 

@@ -23,6 +23,10 @@ def test_siblings_share_a_key_and_other_tasks_do_not():
     assert group_key(other[0]) != group_key(other[1])
     assert group_key({**a, "fitness": {"name": "maml", "params": {}}}) is None
     assert group_key({**a, "genome": {"format": "nonsense"}}) is None
+    # the driver's hint gives the same key without parsing the genome
+    hinted = {**a, "arch_hash": from_dict(a["genome"]).arch_hash}
+    assert group_key(hinted) == group_key(a)
+    assert group_key({**hinted, "arch_hash": "f" * 16}) != group_key(a)
 
 
 def test_plan_units_modes():

@@ -60,6 +60,9 @@ def test_tiny_run_records_everything(tmp_path):
         assert best.fitness == max(e.fitness for e in completed)
         assert store.integrity_check() == "ok"
         assert store.config["budget"]["evaluations"] == 10  # the resolved config is stored
+        state = store.load_proposer_state()[2]  # genomes by id: the store already keeps them
+        assert "genome" not in json.dumps(state) and state["population"]
+        assert {m["id"] for m in state["population"]} <= ids
 
 
 def test_worker_count_does_not_change_the_result(tmp_path):

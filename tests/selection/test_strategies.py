@@ -113,6 +113,48 @@ def test_state_round_trip_mid_run_continues_identically(name, cut):
     assert json.dumps(a.state_dict(), sort_keys=True) == json.dumps(b.state_dict(), sort_keys=True)
 
 
+@pytest.mark.parametrize("cut", [5, 41])
+def test_state_with_genomes_kept_by_id_round_trips(name, cut):
+    """With a lookup (what a run's store gives), states carry ids only, load through the lookup
+    and continue exactly like states that carry the genomes; without it loading names the
+    individual whose genome is missing."""
+    order = np.random.default_rng(3)
+    archive = {}  # id -> genome, what the store would hold
+
+    def asked(proposals):
+        archive.update({p.id: p.genome for p in proposals})
+        return proposals
+
+    full, by_id = strategy(name), strategy(name)
+    by_id.keep_genomes_by_id(archive.__getitem__)
+    flight = asked(full.ask(4))
+    assert trace(by_id.ask(4)) == trace(flight)
+    for _ in range(cut):
+        result = evaluate(flight.pop(int(order.integers(len(flight)))))
+        full.tell([result])
+        by_id.tell([result])
+        new = asked(full.ask(1))
+        assert trace(by_id.ask(1)) == trace(new)
+        flight += new
+    state = json.loads(json.dumps(by_id.state_dict()))
+    assert "genome" not in json.dumps(state) and "genome" in json.dumps(full.state_dict())
+    assert len(json.dumps(state)) < len(json.dumps(full.state_dict()))
+    with pytest.raises(ConfigError, match=r"leaves out the genome of individual \d+"):
+        strategy(name, seed=999).load_state_dict(state)
+    loaded = strategy(name, seed=999)
+    loaded.keep_genomes_by_id(archive.__getitem__)
+    loaded.load_state_dict(state)
+    assert trace(loaded.in_flight()) == trace(full.in_flight())
+    assert loaded.population() == full.population() and loaded.best() == full.best()
+    loaded.keep_genomes_by_id(None)  # self-contained again: the same state as the full one
+    assert json.dumps(loaded.state_dict(), sort_keys=True) == \
+        json.dumps(full.state_dict(), sort_keys=True)
+    full_with_lookup = strategy(name, seed=999)
+    full_with_lookup.keep_genomes_by_id({}.__getitem__)  # a state with genomes needs no lookup
+    full_with_lookup.load_state_dict(json.loads(json.dumps(full.state_dict())))
+    assert trace(full_with_lookup.in_flight()) == trace(full.in_flight())
+
+
 def test_load_state_of_another_strategy_is_refused(name):
     other = "aging" if name != "aging" else "tournament"
     with pytest.raises(ConfigError, match="cannot be loaded"):
