@@ -18,7 +18,7 @@ import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any
 
 import torch
 
@@ -27,7 +27,7 @@ from ..meta.learned_optimizer import LSTMConfig, LSTMOptimizer, save_optimizer
 from ..meta.lo_train import (MetaConfig, load_checkpoint, make_meta_optimizer, meta_train,
                              save_checkpoint)
 from ..meta.optimizee_tasks import make_family
-from .config import apply_overrides, check_type
+from .config import apply_overrides, check_type, table_section
 
 
 @dataclass(frozen=True)
@@ -70,24 +70,6 @@ class TrainOptimizerConfig:
                 "training": dataclasses.asdict(self.training)}
 
 
-def _strict(cls: type, data: Any, section: str) -> Any:
-    """A frozen dataclass from a TOML table: unknown keys and wrong types name the key."""
-    if not isinstance(data, dict):
-        raise ValueError(f"{section}: must be a table")
-    hints = get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    for key in data:
-        if key not in known:
-            raise ValueError(f"{section}.{key}: unknown key (known: {', '.join(sorted(known))})")
-    values = {k: check_type(f"{section}.{k}", v, hints[k]) for k, v in data.items()}
-    try:
-        obj = cls(**values)
-        getattr(obj, "check", lambda: None)()
-        return obj
-    except ValueError as exc:
-        raise ValueError(f"{section}.{exc}") from None
-
-
 def _task(data: Any) -> tuple[str, dict[str, Any]]:
     if not isinstance(data, dict):
         raise ValueError("task: must be a table")
@@ -116,9 +98,9 @@ def config_from_dict(data: dict[str, Any], source: str) -> TrainOptimizerConfig:
             elif key == "task":
                 top["family"], top["family_params"] = _task(value)
             elif key == "optimizer":
-                top["optimizer"] = _strict(LSTMConfig, value, "optimizer")
+                top["optimizer"] = table_section(LSTMConfig, value, "optimizer")
             elif key == "training":
-                top["training"] = _strict(TrainingSection, value, "training")
+                top["training"] = table_section(TrainingSection, value, "training")
             else:
                 raise ValueError(f"{key}: unknown key (known: seed, device, task, optimizer, "
                                  f"training)")

@@ -155,10 +155,16 @@ def check_type(key: str, value: Any, kind: type) -> Any:
 
 
 def _section(cls: type, data: Any, section: str) -> Any:
+    return table_section(cls, data, section, OPEN_SECTIONS.get(section))
+
+
+def table_section(cls: type, data: Any, section: str, extra_field: str | None = None) -> Any:
+    """A dataclass from a TOML table, its ``check()`` run: an unknown key, a wrong type or a bad
+    value is one ``ValueError`` naming ``section.key``. With ``extra_field``, keys the class does
+    not declare are collected into that field (a strategy's own parameters) instead."""
     if not isinstance(data, dict):
         raise ValueError(f"{section}: must be a table")
     hints = get_type_hints(cls)
-    extra_field = OPEN_SECTIONS.get(section)
     known = {f.name for f in dataclasses.fields(cls)} - ({extra_field} if extra_field else set())
     values, extra = {}, {}
     for key, value in data.items():
@@ -170,12 +176,11 @@ def _section(cls: type, data: Any, section: str) -> Any:
             raise ValueError(f"{section}.{key}: unknown key (known: {', '.join(sorted(known))})")
     if extra_field:
         values[extra_field] = extra
-    obj = cls(**values)
-    if hasattr(obj, "check"):
-        try:
-            obj.check()
-        except ValueError as exc:
-            raise ValueError(f"{section}.{exc}") from None
+    try:
+        obj = cls(**values)
+        getattr(obj, "check", lambda: None)()
+    except ValueError as exc:
+        raise ValueError(f"{section}.{exc}") from None
     return obj
 
 
