@@ -18,7 +18,7 @@ from ..genome.io import from_dict
 from ..meta.smash_fitness import HypernetScoring, retrain
 from ..meta.smash_train import stored_stats
 from .config import config_from_dict, load_config
-from .setup import load_run_dataset, resolve_space
+from .setup import load_run_dataset, resolve_space, with_run_space
 from .store import RunStore
 from .worker import pick_device
 
@@ -47,8 +47,9 @@ def _scoring(config, source: str) -> HypernetScoring:
     if config.fitness.name != "hypernet":
         raise ConfigError(f"{source}: fitness.name: must be \"hypernet\" for this command "
                           f"(got {config.fitness.name!r})")
+    params = with_run_space(config, source).fitness.params
     try:
-        return HypernetScoring(**config.fitness.params)
+        return HypernetScoring(**params)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{source}: fitness.{exc}") from None
 

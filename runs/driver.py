@@ -68,6 +68,7 @@ def create_run(config: RunConfig, out: str | Path | None = None,
                source: str = "config") -> Path:
     """Check the config and create the run directory and its store."""
     parts = resolve(config, source)
+    config = parts.config  # as resolved: [fitness] completed by [space] where it needs it
     run_dir = new_run_dir(config, out)
     with RunStore.create(run_dir, config.to_dict(), fingerprint(config, parts.space)) as store:
         store.log_event("created", f"run created from {source}", {"dataset": parts.data.describe()})

@@ -6,6 +6,7 @@ as one :class:`ConfigError` line naming the key and the config file.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .. import meta as _meta  # noqa: F401  (registers meta-learner strategies and fitness)
-from ..compile.fitness import make_fitness
+from ..compile.fitness import FITNESS, make_fitness
 from ..errors import ConfigError, EvographError, InvalidGenome
 from ..genome.space import SearchSpace, get_space
 from ..selection import make_strategy
@@ -70,8 +71,31 @@ def split_objectives(config: RunConfig, source: str) -> tuple[dict[str, Any], tu
     return params, tuple(objectives)
 
 
+SPACE_KEYS = ("space", "space_overrides")
+
+
+def with_run_space(config: RunConfig, source: str = "config") -> RunConfig:
+    """The config with [fitness] completed by the run's [space] where its generator is sized
+    for the search space (fields ``space`` and ``space_overrides``: SMASH's hypernetwork), so
+    the space is written once. Naming another space there is refused: a hypernetwork sized and
+    trained for other genomes would score these ones wrongly."""
+    generator = FITNESS.get(config.fitness.name)
+    if not (dataclasses.is_dataclass(generator)
+            and set(SPACE_KEYS) <= {f.name for f in dataclasses.fields(generator)}):
+        return config
+    params = dict(config.fitness.params)
+    for key, value in (("space", config.space.name),
+                       ("space_overrides", dict(config.space.overrides))):
+        given = params.setdefault(key, value)
+        if given != value:
+            raise ConfigError(f"{source}: fitness.{key}: {given!r} is not the run's [space] "
+                              f"({value!r}); leave it out and [space] is used")
+    return dataclasses.replace(config, fitness=dataclasses.replace(config.fitness, params=params))
+
+
 def resolve(config: RunConfig, source: str = "config") -> RunParts:
     """Check and build every part of a run from its config."""
+    config = with_run_space(config, source)
     space = resolve_space(config, source)
     try:
         fitness = make_fitness(config.fitness.name, config.fitness.params)

@@ -15,6 +15,7 @@ import torch
 from evograph.compile.builder import build
 from evograph.compile.fitness import FITNESS, make_fitness
 from evograph.compile.train import evaluate
+from evograph.errors import ConfigError
 from evograph.genome.core import Genome, Node
 from evograph.genome.space import get_space
 from evograph.genome.validate import analyze
@@ -40,6 +41,7 @@ from evograph.runs.cli_hypernet import register
 from evograph.runs.config import load_config
 from evograph.runs.datasets import load_dataset
 from evograph.runs.driver import create_run, run
+from evograph.runs.setup import with_run_space
 from evograph.runs.store import RunStore
 from hypothesis import given
 from hypothesis import strategies as st
@@ -309,8 +311,7 @@ RUN = ["budget.evaluations=8", "dataset.limit=200", "strategy.population_size=4"
 
 def _hypernet_overrides(path: Path) -> list[str]:
     return ["fitness.name=hypernet", f"fitness.path='{path}'", "fitness.steps=6",
-            "fitness.block=8", "fitness.embed=16", "fitness.z_dim=16", "fitness.hidden=8",
-            "fitness.space_overrides.channels=[4,16]"]
+            "fitness.block=8", "fitness.embed=16", "fitness.z_dim=16", "fitness.hidden=8"]
 
 
 def test_hypernet_fitness_in_a_real_run_then_retrain_through_the_cli(tmp_path, capsys):
@@ -324,6 +325,8 @@ def test_hypernet_fitness_in_a_real_run_then_retrain_through_the_cli(tmp_path, c
         assert all(e.fitness == e.metrics["val_accuracy"] and e.metrics["hypernet"]
                    for e in done)
         assert all((tmp_path / "run" / e.weights).exists() for e in done)
+        stored = store.config["fitness"]  # completed by [space], as it ran
+        assert stored["space"] == "lse-conv" and stored["space_overrides"]["channels"] == [4, 16]
     assert len(list((tmp_path / "hyper").glob("smash-*.safetensors"))) == 1
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())
@@ -346,7 +349,21 @@ def test_static_fitness_in_a_real_run(tmp_path):
         assert done and all("params_hypernet" in e.metrics for e in done)
 
 
-def test_shipped_hypernet_config_loads():
-    config = load_config(ROOT / "runs/configs/digits-hypernet.toml")
+def test_shipped_hypernet_config_loads_and_takes_the_run_space():
+    config = with_run_space(load_config(ROOT / "runs/configs/digits-hypernet.toml"))
     assert config.fitness.name == "hypernet"
-    make_fitness(config.fitness.name, config.fitness.params)
+    scoring = make_fitness(config.fitness.name, config.fitness.params)
+    assert scoring.space == config.space.name
+    assert scoring.space_overrides == config.space.overrides == {
+        "max_params": 200000, "max_layers": 12, "channels": [4, 64]}
+
+
+@pytest.mark.parametrize("override, key", [("fitness.space='mlp'", "space"),
+                                           ("fitness.space_overrides.channels=[4,16]",
+                                            "space_overrides")])
+def test_a_hypernet_sized_for_another_space_is_refused(tmp_path, override, key):
+    config = load_config(ROOT / "runs/configs/digits-hypernet.toml", RUN + [override])
+    with pytest.raises(ConfigError, match=rf"^x.toml: fitness.{key}: .* is not the run's "
+                                          r"\[space\] .*; leave it out and \[space\] is used$"):
+        create_run(config, tmp_path / "run", source="x.toml")
+    assert not (tmp_path / "run").exists()
