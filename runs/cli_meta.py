@@ -15,7 +15,6 @@ import json
 import signal
 import sys
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from ..meta.learned_optimizer import LSTMConfig, LSTMOptimizer, save_optimizer
 from ..meta.lo_train import (MetaConfig, load_checkpoint, make_meta_optimizer, meta_train,
                              save_checkpoint)
 from ..meta.optimizee_tasks import make_family
-from .config import apply_overrides, check_type, table_section
+from .config import apply_overrides, check_type, read_toml, table_section
 
 
 @dataclass(frozen=True)
@@ -117,15 +116,7 @@ def config_from_dict(data: dict[str, Any], source: str) -> TrainOptimizerConfig:
 def load_train_config(path: str | Path, overrides: list[str] | None = None
                       ) -> TrainOptimizerConfig:
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    return config_from_dict(apply_overrides(data, overrides or []), path.name)
+    return config_from_dict(apply_overrides(read_toml(path), overrides or []), path.name)
 
 
 def checkpoint_path(out: Path) -> Path:

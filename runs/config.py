@@ -235,11 +235,11 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
-    """Read a TOML config file, apply ``--set`` overrides and validate everything."""
-    path = Path(path)
+def read_toml(path: Path) -> dict[str, Any]:
+    """A TOML config file's tables; a missing, unreadable, binary or malformed file is one
+    ConfigError line naming it."""
     try:
-        data = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except OSError as exc:
@@ -248,5 +248,10 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a text file (a TOML config is UTF-8 text)") from None
-    data = apply_overrides(data, overrides or [])
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Read a TOML config file, apply ``--set`` overrides and validate everything."""
+    path = Path(path)
+    data = apply_overrides(read_toml(path), overrides or [])
     return config_from_dict(data, source=path.name)

@@ -197,9 +197,14 @@ def test_ctrl_c_checkpoints_and_resume_finishes_the_same_training(tmp_path):
     ("[optimizer]\nhidden = 0\n", "tiny.toml: optimizer.hidden/layers: must be positive"),
     ("colour = 1\n", "tiny.toml: colour: unknown key"),
     ("[training]\nunroll = 0\n", "tiny.toml: training.steps/unroll/meta_iterations"),
+    ("[training\n", "tiny.toml: not valid TOML"),
+    (b"\x89PNG\r\n\x1a\n\xff\xfe", "tiny.toml: not a text file"),
 ])
 def test_config_mistakes_are_one_line_naming_key_and_file(tmp_path, capsys, text, message):
-    (tmp_path / "tiny.toml").write_text(text)
+    if isinstance(text, bytes):
+        (tmp_path / "tiny.toml").write_bytes(text)
+    else:
+        (tmp_path / "tiny.toml").write_text(text)
     assert main(["meta", "train-optimizer", str(tmp_path / "tiny.toml"), "-o",
                  str(tmp_path / "x.safetensors")]) == 2
     err = capsys.readouterr().err.strip()
