@@ -140,8 +140,31 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``platform.processor()`` is empty on Linux): roofs differ ~1.7x
+    between the machines this benchmark has run on, and a report must say which it was."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def cpu_flags() -> list[str]:
+    """The vector extensions the roof depends on (AVX2, AVX-512, AMX), from /proc/cpuinfo."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines()
+                  if line.startswith("flags")), [])
+    return sorted(f for f in flags if f in ("avx2", "avx512f", "amx_tile"))
+
+
 def machine() -> dict:
-    return {"platform": platform.platform(), "processor": platform.processor(),
+    return {"platform": platform.platform(), "processor": cpu_model(), "cpu_flags": cpu_flags(),
             "cpus": len(os.sched_getaffinity(0)), "load_average": os.getloadavg(),
             "versions": {"python": sys.version.split()[0], "torch": torch.__version__},
             "cuda": torch.cuda.is_available(),
