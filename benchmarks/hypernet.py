@@ -46,7 +46,7 @@ from evograph.meta.hypernet import HypernetScoring, StaticHypernetTraining, retr
 from evograph.runs.cli_hypernet import top_architectures
 from evograph.runs.config import apply_overrides, config_from_dict, load_config
 from evograph.runs.driver import create_run, run
-from evograph.runs.setup import load_run_dataset, resolve_space
+from evograph.runs.setup import load_run_dataset, resolve_space, with_run_space
 from evograph.runs.store import RunStore
 from scipy.stats import kendalltau, spearmanr
 
@@ -86,7 +86,7 @@ def hypernet_config(args: argparse.Namespace, path: Path):
 def ranking(args: argparse.Namespace, path: Path) -> dict:
     config = hypernet_config(args, path)
     space, data = resolve_space(config, "bench"), load_run_dataset(config)
-    scoring = HypernetScoring(**config.fitness.params)
+    scoring = HypernetScoring(**with_run_space(config).fitness.params)
     _, stem = scoring.prepare(data, CPU)
     genes, rng = dict(space.initial_genes), np.random.default_rng(args.seed + 1)
     trainer, rows = SGDTraining(epochs=args.epochs), []

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from evograph.compile.builder import build
+from evograph.compile.determinism import seeded_cpu_rng
 from evograph.compile.table import load_table
 from evograph.compile.train import SGDTraining, evaluate
 from evograph.genome.io import from_dict
@@ -141,8 +142,7 @@ def digits_cnn() -> nn.Module:
 
 def train_torch(make, data: Dataset, steps: int, batch: int, lr: float, seed: int) -> float:
     """Adam for ``steps`` minibatch steps from ``seed`` (private generators); test accuracy."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded_cpu_rng(seed):
         model = make()
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)

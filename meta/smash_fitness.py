@@ -83,8 +83,9 @@ class HypernetScoring:
     """Validation accuracy with SMASH-generated weights (Brock et al. 2018), no training.
 
     ``path`` is the folder holding trained hypernetworks (``smash-<fingerprint>.*``); ``space``
-    and ``space_overrides`` must describe the run's search space (the hypernetwork is sized
-    for it and trained on its genomes); the other keys are :class:`SmashConfig`'s.
+    and ``space_overrides`` describe the search space the hypernetwork is sized for and trained
+    on — in a run, its [space], filled in by the run (:func:`evograph.runs.setup.with_run_space`);
+    the other keys are :class:`SmashConfig`'s.
 
     Batch norm (the generated weights have no running statistics): ``bn = "batch"`` normalises
     by the statistics of the evaluated split itself (one forward pass; the usual one-shot

@@ -36,7 +36,7 @@ from typing import Any
 import torch
 
 from ..errors import RunStoreError
-from ..genome.io import from_dict, to_dict
+from ..genome.io import to_dict
 from ..genome.validate import known_analysis
 from ..selection.base import Result
 from ..selection.strategy import Strategy
@@ -113,7 +113,7 @@ def run(run_dir: str | Path, *, force: bool = False, live: bool | None = None,
     try:
         store.acquire_lock()
         config = config_from_dict(store.config, source=str(run_dir / "run.db"))
-        parts = resolve(config, source=f"{run_dir}/config")
+        parts = resolve(config, source=f"{run_dir}/config", complete=False)
         if fingerprint(config, parts.space) != store.fingerprint and not force:
             raise RunStoreError(f"{run_dir}: the config or search space changed since the run "
                                 "started; resume with --force to continue anyway")
@@ -161,8 +161,8 @@ class Driver:
         self.started = time.monotonic()
         self.progress = Progress(store, self.config.budget.evaluations, live)
         if isinstance(parts.proposer, Strategy):  # the store keeps every genome: states need ids
-            parts.proposer.keep_genomes_by_id(
-                lambda id: from_dict(store.genome_dict(id), where=f"individual {id}"))
+            decode = parts.variation.decode
+            parts.proposer.keep_genomes_by_id(lambda id: decode(store.genome_dict(id)))
         state = store.load_proposer_state()
         if state is not None:
             parts.proposer.load_state_dict(state[2])

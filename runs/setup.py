@@ -37,10 +37,8 @@ class RunParts:
 
 
 def resolve_space(config: RunConfig, source: str) -> SearchSpace:
-    overrides = {k: tuple(v) if isinstance(v, list) else v
-                 for k, v in config.space.overrides.items()}
     try:
-        return get_space(config.space.name, **overrides)
+        return get_space(config.space.name, **_tuples(config.space.overrides))
     except InvalidGenome as exc:
         raise ConfigError(f"{source}: space.name: {exc}") from None
     except TypeError as exc:
@@ -77,25 +75,45 @@ SPACE_KEYS = ("space", "space_overrides")
 def with_run_space(config: RunConfig, source: str = "config") -> RunConfig:
     """The config with [fitness] completed by the run's [space] where its generator is sized
     for the search space (fields ``space`` and ``space_overrides``: SMASH's hypernetwork), so
-    the space is written once. Naming another space there is refused: a hypernetwork sized and
-    trained for other genomes would score these ones wrongly."""
+    the space is written once: a key [fitness] leaves out is taken from [space]. Keys that
+    describe another space are refused — a hypernetwork sized and trained for other genomes
+    would rank these ones wrongly; other spellings of the same space are kept."""
     generator = FITNESS.get(config.fitness.name)
     if not (dataclasses.is_dataclass(generator)
             and set(SPACE_KEYS) <= {f.name for f in dataclasses.fields(generator)}):
         return config
     params = dict(config.fitness.params)
-    for key, value in (("space", config.space.name),
-                       ("space_overrides", dict(config.space.overrides))):
-        given = params.setdefault(key, value)
-        if given != value:
-            raise ConfigError(f"{source}: fitness.{key}: {given!r} is not the run's [space] "
-                              f"({value!r}); leave it out and [space] is used")
-    return dataclasses.replace(config, fitness=dataclasses.replace(config.fitness, params=params))
+    params.setdefault("space", config.space.name)
+    params.setdefault("space_overrides", dict(config.space.overrides))
+    completed = dataclasses.replace(config, fitness=dataclasses.replace(config.fitness,
+                                                                         params=params))
+    if not isinstance(params["space"], str) or not isinstance(params["space_overrides"], dict):
+        return completed  # the generator's own checks name the bad key
+    try:
+        theirs = get_space(params["space"], **_tuples(params["space_overrides"])).to_dict()
+    except (InvalidGenome, TypeError, ValueError):
+        return completed  # the generator's own checks name the bad key
+    ours = resolve_space(config, source).to_dict()
+    differ = [k for k in ours if ours[k] != theirs.get(k)]
+    if differ:
+        key = "space" if params["space"] != config.space.name else "space_overrides"
+        raise ConfigError(f"{source}: fitness.{key}: describes another search space than "
+                          f"[space] ({differ[0]} {theirs.get(differ[0])!r} against "
+                          f"{ours[differ[0]]!r}); leave it out and [space] is used")
+    return completed
 
 
-def resolve(config: RunConfig, source: str = "config") -> RunParts:
-    """Check and build every part of a run from its config."""
-    config = with_run_space(config, source)
+def _tuples(overrides: dict[str, Any]) -> dict[str, Any]:
+    """TOML lists as the tuples SearchSpace fields hold."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+
+
+def resolve(config: RunConfig, source: str = "config", complete: bool = True) -> RunParts:
+    """Check and build every part of a run from its config. ``complete``: fill [fitness] from
+    [space] (:func:`with_run_space`) — for a new run; a resumed run takes its stored config
+    as it is (runs created before that step existed must go on scoring as they began)."""
+    if complete:
+        config = with_run_space(config, source)
     space = resolve_space(config, source)
     try:
         fitness = make_fitness(config.fitness.name, config.fitness.params)

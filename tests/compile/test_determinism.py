@@ -129,12 +129,13 @@ def test_seeded_cpu_rng_seeds_the_cpu_generator_alone_and_restores_it(monkeypatc
     assert torch.equal(torch.rand(3), expected)
 
 
-PACKAGES = ("genome", "operators", "selection", "compile", "meta", "runs")
+PACKAGES = ("genome", "operators", "selection", "compile", "meta", "runs", "benchmarks")
 
 
 def test_no_module_seeds_torch_globally():
     """``torch.manual_seed`` seeds every CUDA device too, outside ``fork_rng(devices=[])``: the
-    package seeds through :func:`seeded_cpu_rng` or its own ``torch.Generator`` objects."""
+    package and its benchmarks seed through :func:`seeded_cpu_rng` or their own
+    ``torch.Generator`` objects."""
     root = Path(__file__).resolve().parents[2]
     calls = []
     for package in PACKAGES:

@@ -41,7 +41,7 @@ from evograph.runs.cli_hypernet import register
 from evograph.runs.config import load_config
 from evograph.runs.datasets import load_dataset
 from evograph.runs.driver import create_run, run
-from evograph.runs.setup import with_run_space
+from evograph.runs.setup import resolve, with_run_space
 from evograph.runs.store import RunStore
 from hypothesis import given
 from hypothesis import strategies as st
@@ -358,12 +358,37 @@ def test_shipped_hypernet_config_loads_and_takes_the_run_space():
         "max_params": 200000, "max_layers": 12, "channels": [4, 64]}
 
 
-@pytest.mark.parametrize("override, key", [("fitness.space='mlp'", "space"),
-                                           ("fitness.space_overrides.channels=[4,16]",
-                                            "space_overrides")])
-def test_a_hypernet_sized_for_another_space_is_refused(tmp_path, override, key):
+@pytest.mark.parametrize("override, key, field", [
+    ("fitness.space='mlp'", "space", "name"),
+    ("fitness.space_overrides.channels=[4,32]", "space_overrides", "channels"),
+    ("fitness.space_overrides={channels=[4,16]}", "space_overrides", "max_layers")])
+def test_a_hypernet_sized_for_another_space_is_refused(tmp_path, override, key, field):
     config = load_config(ROOT / "runs/configs/digits-hypernet.toml", RUN + [override])
-    with pytest.raises(ConfigError, match=rf"^x.toml: fitness.{key}: .* is not the run's "
-                                          r"\[space\] .*; leave it out and \[space\] is used$"):
+    with pytest.raises(ConfigError, match=rf"^x.toml: fitness.{key}: describes another search "
+                                          rf"space than \[space\] \({field} .* against .*\); "
+                                          r"leave it out and \[space\] is used$"):
         create_run(config, tmp_path / "run", source="x.toml")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_hypernet_space_spelled_otherwise_is_kept():
+    """Overrides that name the run's values, defaults included, describe the same space."""
+    default = list(get_space("lse-conv").kernel_sizes)
+    same = ("fitness.space_overrides={max_params=200000, max_layers=12, channels=[4,16], "
+            f"kernel_sizes={default}}}")
+    config = load_config(ROOT / "runs/configs/digits-hypernet.toml", [*RUN, same])
+    completed = with_run_space(config).fitness.params
+    assert completed["space_overrides"]["kernel_sizes"] == default
+    assert completed["space"] == "lse-conv"
+
+
+def test_resuming_takes_the_stored_fitness_as_it_is(tmp_path):
+    """A run created before [fitness] was filled from [space] goes on scoring as it began: its
+    stored hypernetwork space is not completed, nor refused, on resume."""
+    config = load_config(ROOT / "runs/configs/digits-hypernet.toml",
+                         RUN + _hypernet_overrides(tmp_path / "hyper")
+                         + ["budget.evaluations=2", "fitness.space_overrides={channels=[4,32]}"])
+    with pytest.raises(ConfigError):
+        resolve(config)
+    parts = resolve(config, complete=False)
+    assert parts.config.fitness.params["space_overrides"] == {"channels": [4, 32]}
