@@ -36,7 +36,7 @@ from typing import Any
 import torch
 
 from ..errors import RunStoreError
-from ..genome.io import to_dict
+from ..genome.io import from_dict, to_dict
 from ..genome.validate import known_analysis
 from ..selection.base import Result
 from ..selection.strategy import Strategy
@@ -161,8 +161,10 @@ class Driver:
         self.started = time.monotonic()
         self.progress = Progress(store, self.config.budget.evaluations, live)
         if isinstance(parts.proposer, Strategy):  # the store keeps every genome: states need ids
-            decode = parts.variation.decode
-            parts.proposer.keep_genomes_by_id(lambda id: decode(store.genome_dict(id)))
+            # from_dict undoes the to_dict that _ask stores (not variation.decode: a codec's
+            # variation serialises its own way, the store never does)
+            parts.proposer.keep_genomes_by_id(
+                lambda id: from_dict(store.genome_dict(id), where=f"individual {id}"))
         state = store.load_proposer_state()
         if state is not None:
             parts.proposer.load_state_dict(state[2])
