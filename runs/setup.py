@@ -98,8 +98,8 @@ def with_run_space(config: RunConfig, source: str = "config") -> RunConfig:
     if differ:
         key = "space" if params["space"] != config.space.name else "space_overrides"
         raise ConfigError(f"{source}: fitness.{key}: describes another search space than "
-                          f"[space] ({differ[0]} {theirs.get(differ[0])!r} against "
-                          f"{ours[differ[0]]!r}); leave it out and [space] is used")
+                          f"[space] ({differ[0]}: {theirs.get(differ[0])!r} here, "
+                          f"{ours[differ[0]]!r} in [space]); leave it out and [space] is used")
     return completed
 
 

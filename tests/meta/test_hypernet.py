@@ -365,7 +365,8 @@ def test_shipped_hypernet_config_loads_and_takes_the_run_space():
 def test_a_hypernet_sized_for_another_space_is_refused(tmp_path, override, key, field):
     config = load_config(ROOT / "runs/configs/digits-hypernet.toml", RUN + [override])
     with pytest.raises(ConfigError, match=rf"^x.toml: fitness.{key}: describes another search "
-                                          rf"space than \[space\] \({field} .* against .*\); "
+                                          rf"space than \[space\] \({field}: .* here, .* in "
+                                          r"\[space\]\); "
                                           r"leave it out and \[space\] is used$"):
         create_run(config, tmp_path / "run", source="x.toml")
     assert not (tmp_path / "run").exists()
