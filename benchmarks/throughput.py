@@ -140,27 +140,24 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def _cpuinfo(field: str) -> str:
+    """The first core's ``field`` in /proc/cpuinfo ("" where there is none)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return ""
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith(field)), "")
+
+
 def cpu_model() -> str:
     """The CPU's model name (``platform.processor()`` is empty on Linux): roofs differ ~1.7x
     between the machines this benchmark has run on, and a report must say which it was."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
+    return _cpuinfo("model name") or platform.processor()
 
 
 def cpu_flags() -> list[str]:
     """The vector extensions the roof depends on (AVX2, AVX-512, AMX), from /proc/cpuinfo."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines()
-                  if line.startswith("flags")), [])
-    return sorted(f for f in flags if f in ("avx2", "avx512f", "amx_tile"))
+    return sorted(f for f in _cpuinfo("flags").split() if f in ("avx2", "avx512f", "amx_tile"))
 
 
 def machine() -> dict:
@@ -250,18 +247,11 @@ class FlopBook:
         self.data, self.fitness = data, make_fitness("sgd", fitness_params)
         self.cache: dict[tuple, int] = {}
 
-    def steps(self, genome: Genome) -> int:
-        return self.fitness.total_steps(len(self.data.x_train), self.batch(genome))
-
-    @staticmethod
-    def batch(genome: Genome) -> int:
-        return int(genome.gene.get("batch_size", 64))
-
     def __call__(self, genome: Genome) -> int:
-        key = (genome.arch_hash, self.batch(genome))
+        batch, steps = self.fitness.schedule(genome, self.data)
+        key = (genome.arch_hash, batch)
         if key not in self.cache:
-            self.cache[key] = (self.steps(genome) * step_flops(genome, self.data,
-                                                               self.batch(genome))
+            self.cache[key] = (steps * step_flops(genome, self.data, batch)
                                + eval_flops(genome, self.data))
         return self.cache[key]
 
@@ -322,12 +312,12 @@ def plain_loop(genomes: list[Genome], fitness_params: dict, data,
     data = data.to(device)
     t0, build_s, train_s, eval_s = time.perf_counter(), 0.0, 0.0, 0.0
     for i, genome in enumerate(genomes):
-        batch = int(genome.gene.get("batch_size", 64))
+        batch, steps = fitness.schedule(genome, data)
         started = time.perf_counter()
         module = build(genome, seed=i, device=device)
         built = time.perf_counter()
-        train_steps(module, data, genome.gene, fitness.total_steps(len(data.x_train), batch),
-                    batch, i, device, augment=AUGMENTATIONS[fitness.augment])
+        train_steps(module, data, genome.gene, steps, batch, i, device,
+                    augment=AUGMENTATIONS[fitness.augment])
         trained = time.perf_counter()  # train_steps reads its losses: synchronised
         evaluate(module, data.x_val, data.y_val, device, fitness.eval_batch_size)
         evaluate(module, data.x_test, data.y_test, device, fitness.eval_batch_size)

@@ -242,10 +242,10 @@ def score_batched(fitness: SGDTraining, modules: Sequence[nn.Module],
     """``SGDTraining.score`` for K candidates trained together; ``train_time`` is each one's
     share of the batched training time."""
     genes = [g.gene for g in genomes]
-    batch = int(genes[0].get("batch_size", 64))
+    batch, steps = fitness.schedule(genomes[0], data)
     start = time.perf_counter()
-    curves = train_batched(modules, genes, data, fitness.total_steps(len(data.x_train), batch),
-                           batch, seeds, device, fitness.label_smoothing, fitness.grad_clip,
+    curves = train_batched(modules, genes, data, steps, batch, seeds, device,
+                           fitness.label_smoothing, fitness.grad_clip,
                            augment=AUGMENTATIONS[fitness.augment])
     share = (time.perf_counter() - start) / len(modules)
     return [fitness.finish(m, g, data, c, share, device)

@@ -148,13 +148,18 @@ class SGDTraining:
             return self.steps
         return max(1, math.ceil(self.epochs * math.ceil(n_train / batch_size)))
 
+    def schedule(self, genome: Genome, data: Splits) -> tuple[int, int]:
+        """(batch size, steps) of training ``genome`` on ``data``: the batch size from its
+        genes, the steps from this generator's ``steps`` or ``epochs``."""
+        batch = int(genome.gene.get("batch_size", 64))
+        return batch, self.total_steps(len(data.x_train), batch)
+
     def score(self, module: nn.Module, genome: Genome, data: Splits, *, seed: int,
               device: torch.device) -> Score:
         start = time.perf_counter()
-        genes = genome.gene
-        batch = int(genes.get("batch_size", 64))
-        curve = train_steps(module, data, genes, self.total_steps(len(data.x_train), batch),
-                            batch, seed, device, self.label_smoothing, self.grad_clip,
+        batch, steps = self.schedule(genome, data)
+        curve = train_steps(module, data, genome.gene, steps, batch, seed, device,
+                            self.label_smoothing, self.grad_clip,
                             augment=AUGMENTATIONS[self.augment])
         return self.finish(module, genome, data, curve, time.perf_counter() - start, device)
 

@@ -39,7 +39,7 @@ from ..compile.builder import build
 from ..compile.determinism import use_deterministic_kernels
 from ..compile.fitness import Score, make_fitness
 from ..compile.inherit import inherit_weights
-from ..compile.train import SGDTraining, make_optimizer
+from ..compile.train import make_optimizer
 from ..errors import InvalidGenome
 from ..genome.core import Genome
 from ..genome.io import from_dict
@@ -373,7 +373,7 @@ def evaluate_task(task: Task, deferred: list[PendingWrite] | None = None,
         score = fitness.score(module, genome, data, seed=int(task["seed"]), device=device)
         if task["fitness"]["name"] == "sgd" and _ran_every_step(score):
             _STEP_TIMES.observe_alone(cost_class(genome, device), score.metrics["train_time"]
-                                      / _total_steps(fitness, genome, data))
+                                      / fitness.schedule(genome, data)[1])
         _complete(result, task, genome, module, score, build_time, deferred)
     except Exception as exc:  # noqa: BLE001 - one bad candidate never stops a run
         result.update(_error(exc))
@@ -433,7 +433,7 @@ def _train_together(tasks: list[Task], mode: str, deferred: list[PendingWrite] |
     if any(_ran_every_step(score) for score in scores):   # the batched loop ran to its end
         seconds = sum(score.metrics["train_time"] for score in scores)
         _STEP_TIMES.observe_batched(cost_class(genomes[0], device), len(tasks),
-                                    seconds / _total_steps(fitness, genomes[0], data))
+                                    seconds / fitness.schedule(genomes[0], data)[1])
     results = []
     for task, (genome, module, inherited, build_time), score in zip(tasks, prepared, scores):
         result = blank_result(task)
@@ -449,10 +449,6 @@ def _ran_every_step(score: Score) -> bool:
     its time a measure of its steps for the batching rule."""
     curve = score.metrics.get("loss_curve")
     return bool(curve) and math.isfinite(curve[-1])
-
-
-def _total_steps(fitness: SGDTraining, genome, data) -> int:
-    return fitness.total_steps(len(data.x_train), int(genome.gene.get("batch_size", 64)))
 
 
 def evaluate_unit(unit: list[Task], mode: str = "never",
