@@ -39,11 +39,11 @@ import scipy
 import tomllib
 import torch
 from evograph.compile.builder import build
-from evograph.compile.train import SGDTraining
+from evograph.compile.training.sgd import SGDTraining
 from evograph.genome.core import Genome, Node
 from evograph.genome.io import from_dict
 from evograph.meta.hypernet import HypernetScoring, StaticHypernetTraining, retrain, stored_stats
-from evograph.runs.cli_hypernet import top_architectures
+from evograph.runs.cli.hypernet import top_architectures
 from evograph.runs.config import apply_overrides, config_from_dict, load_config
 from evograph.runs.driver import create_run, run
 from evograph.runs.setup import load_run_dataset, resolve_space, with_run_space

@@ -33,10 +33,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from evograph.meta.learned_optimizer import LearnedOptimizer, LSTMOptimizer
-from evograph.meta.lo_train import MetaConfig, meta_train, rollout
-from evograph.meta.optimizee_tasks import derive_seed, make_family
+from evograph.meta.learned_optimizer.lstm import LearnedOptimizer, LSTMOptimizer
+from evograph.meta.learned_optimizer.tasks import derive_seed, make_family
+from evograph.meta.learned_optimizer.train import MetaConfig, meta_train, rollout
 
 RESULTS = Path(__file__).resolve().parent / "results" / "learned_optimizer.json"
 BASELINES = {

@@ -1,6 +1,6 @@
 """How long the lineage graph, the exports and the HTML report take as runs grow.
 
-Synthetic run stores (:mod:`evograph.runs.report_demo`: aging evolution, P = 100, S = 25, over
+Synthetic run stores (:mod:`evograph.runs.report.demo`: aging evolution, P = 100, S = 25, over
 real ``lse-conv`` genomes and the real mutation operators, 5 % of evaluations infeasible or
 failed) of several sizes are written once (to /dev/shm when it exists: making them is not what
 is measured), then each step is timed ``--repeats`` times and the median kept, side by side in
@@ -29,10 +29,10 @@ import time
 from pathlib import Path
 
 import networkx as nx
-from evograph.runs.lineage import lineage
-from evograph.runs.lineage_export import write_lineage
-from evograph.runs.report import render_report
-from evograph.runs.report_demo import DemoSpec, make_demo_run
+from evograph.runs.lineage.graph import lineage
+from evograph.runs.lineage.writers import write_lineage
+from evograph.runs.report.demo import DemoSpec, make_demo_run
+from evograph.runs.report.page import render_report
 
 RESULTS = Path(__file__).resolve().parent / "results" / "lineage_report.json"
 

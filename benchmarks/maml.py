@@ -1,5 +1,5 @@
 """MAML vs first-order MAML vs the paper's baselines, in one run (Finn et al. 2017, sections 5.1
-and 5.2), on evograph's functional MAML (:mod:`evograph.meta.maml`) and compiled genomes.
+and 5.2), on evograph's functional MAML (:mod:`evograph.meta.maml.learner`) and compiled genomes.
 
 * Sinusoid regression (K = 5 and 10): a 1-40-40-1 ReLU network meta-trained with one inner step
   of 0.01, 25 tasks per meta-batch and Adam at 0.001 (the paper's setup, for fewer meta-steps);
@@ -32,15 +32,15 @@ from pathlib import Path
 import numpy as np
 import torch
 from evograph.compile.builder import build
+from evograph.data.tasks import SinusoidTasks, digits_tasks, stream_generator
 from evograph.genome.core import Genome, Node
-from evograph.meta.maml import (
+from evograph.meta.maml.learner import (
     batch_statistics,
     evaluate_module,
     functional_model,
     meta_train,
     parameters_of,
 )
-from evograph.meta.tasks import SinusoidTasks, digits_tasks, stream_generator
 from torch.nn import functional as F
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -169,7 +169,7 @@ def figure2_curves(models: dict, seed: int) -> dict:
 
 
 def _predictions(module, batch, grid, truth, lr: float) -> dict:
-    from evograph.meta.maml import adapt
+    from evograph.meta.maml.learner import adapt
     apply, params = functional_model(module), parameters_of(module)
     xs, ys = batch.x_support[0], batch.y_support[0]
     out = {"support_x": xs.view(-1).tolist(), "support_y": ys.view(-1).tolist(),

@@ -35,14 +35,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from evograph.compile.batch_rule import BatchRule, cost_class
-from evograph.compile.batched import train_batched
 from evograph.compile.builder import build
-from evograph.compile.train import train_steps
+from evograph.compile.training.batch_rule import BatchRule, cost_class
+from evograph.compile.training.batched import train_batched
+from evograph.compile.training.sgd import train_steps
+from evograph.data.datasets import load_dataset
 from evograph.genome.io import to_dict
 from evograph.genome.space import get_space
-from evograph.runs.datasets import load_dataset
-from evograph.runs.executors import make_executor
+from evograph.runs.execute.executors import make_executor
 
 RESULTS = Path(__file__).resolve().parent / "results" / "parallel.json"
 DATASET = {"name": "digits", "root": "", "download": False, "val_fraction": 0.15,

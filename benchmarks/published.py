@@ -38,11 +38,11 @@ import numpy as np
 import torch
 from evograph.compile.builder import build
 from evograph.compile.determinism import seeded_cpu_rng
-from evograph.compile.table import load_table
-from evograph.compile.train import SGDTraining, evaluate
+from evograph.compile.training.sgd import SGDTraining, evaluate
+from evograph.compile.training.table import load_table
+from evograph.data.datasets import Dataset, load_dataset
 from evograph.genome.io import from_dict
 from evograph.runs.config import load_config
-from evograph.runs.datasets import Dataset, load_dataset
 from evograph.runs.driver import create_run, run
 from evograph.runs.store import RunStore
 from safetensors.torch import load_file

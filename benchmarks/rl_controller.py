@@ -39,11 +39,11 @@ import numpy as np
 import torch
 from evograph import meta  # noqa: F401  (registers "rl" and "enas")
 from evograph.compile import build, make_fitness
+from evograph.data.datasets import load_dataset
 from evograph.genome.codec import codec_for
 from evograph.genome.io import from_dict, to_dict
 from evograph.genome.space import get_space
-from evograph.meta.controller import codec_variation
-from evograph.runs.datasets import load_dataset
+from evograph.meta.rl.controller import codec_variation
 from evograph.selection import Result, make_strategy
 from scipy.stats import kendalltau, spearmanr
 

@@ -47,7 +47,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import search_report as report
 from evograph import meta as _meta  # noqa: F401  (registers the RL controller if present)
-from evograph.compile.table import TableFitness, load_table, mlp_chain_key
+from evograph.compile.training.table import TableFitness, load_table, mlp_chain_key
 from evograph.genome.space import get_space
 from evograph.genome.spaces_tabular import enumerate_mlp_table, mlp_chain_genome
 from evograph.selection import STRATEGIES, make_strategy
@@ -217,7 +217,7 @@ def run_one(task: tuple) -> tuple[str, int, dict, float]:
 def verify_real_run(args: argparse.Namespace, seed: int = 0) -> dict:
     """Run ``evograph run`` (the real CLI entry point, in process) on the table config and
     compare its proposals and fitnesses with this script's direct loop for the same seed."""
-    from evograph.runs.cli import main as evograph_main
+    from evograph.runs.cli.main import main as evograph_main
     from evograph.runs.store import RunStore
     n = args.verify_evaluations
     with tempfile.TemporaryDirectory() as tmp:

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import evograph
 import numpy as np
-from evograph.compile.table import mlp_chain_key
+from evograph.compile.training.table import mlp_chain_key
 from evograph.genome.io import from_dict, to_dict
 from evograph.genome.space import get_space
 from evograph.genome.spaces_tabular import MLP_TABLE_LEARNING_RATES, enumerate_mlp_table, space_size
@@ -81,7 +81,7 @@ def _init_worker() -> None:
 def _dataset():
     global _DATA
     if _DATA is None:
-        from evograph.runs.datasets import load_dataset
+        from evograph.data.datasets import load_dataset
         _DATA = load_dataset(DATASET["name"], seed=DATASET["seed"],
                              val_fraction=DATASET["val_fraction"],
                              test_fraction=DATASET["test_fraction"])
@@ -92,7 +92,7 @@ def train_row(genome_dict: dict, seed: int, epochs: float) -> dict:
     """Train one architecture with one seed, as the ``sgd`` fitness generator does; one row."""
     import torch
     from evograph.compile.builder import build
-    from evograph.compile.train import SGDTraining
+    from evograph.compile.training.sgd import SGDTraining
     genome = from_dict(genome_dict)
     device = torch.device("cpu")
     score = SGDTraining(epochs=epochs).score(build(genome, seed=seed, device=device), genome,

@@ -71,18 +71,18 @@ import time
 from pathlib import Path
 
 import torch
-from evograph.compile.batched import train_batched
 from evograph.compile.builder import build
 from evograph.compile.determinism import use_deterministic_kernels
-from evograph.compile.fitness import make_fitness
-from evograph.compile.train import AUGMENTATIONS, evaluate, train_steps
+from evograph.compile.training.batched import train_batched
+from evograph.compile.training.fitness import make_fitness
+from evograph.compile.training.sgd import AUGMENTATIONS, evaluate, train_steps
+from evograph.data.datasets import load_dataset
 from evograph.genome.core import Genome, Node
 from evograph.genome.io import from_dict
 from evograph.runs.config import load_config
-from evograph.runs.datasets import load_dataset
 from evograph.runs.driver import create_run, run
+from evograph.runs.execute.worker import warm_up
 from evograph.runs.store import RunStore
-from evograph.runs.worker import warm_up
 from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
 

@@ -1,9 +1,8 @@
-"""Compilation of genomes into PyTorch modules, weight inheritance and candidate training."""
+"""Compilation of genomes into PyTorch modules (builder, layers, weight inheritance, code
+generation, determinism); :mod:`.training` beside it trains and scores them."""
 
-from . import table as _table  # noqa: F401  (registers the table fitness and mlp-table space)
-from . import train as _train  # noqa: F401  (registers the sgd fitness generator)
 from .builder import GenomeModule, build, count_parameters
-from .fitness import FITNESS, FitnessGenerator, Score, make_fitness, register_fitness
+from .training import FITNESS, FitnessGenerator, Score, make_fitness, register_fitness
 
 __all__ = ["FITNESS", "FitnessGenerator", "GenomeModule", "Score", "build", "count_parameters",
            "make_fitness", "register_fitness"]

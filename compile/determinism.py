@@ -34,7 +34,7 @@ def use_deterministic_kernels(device: torch.device | str) -> None:
 
     Process-wide and idempotent. An op with no deterministic CUDA kernel warns once rather than
     failing the candidate (``warn_only``). Set it before the process's first cuBLAS call (a
-    worker does, in :func:`evograph.runs.worker.init_worker`): the workspace setting is read
+    worker does, in :func:`evograph.runs.execute.worker.init_worker`): the workspace setting is read
     once; a process that already used cuBLAS keeps its first setting unless it was set already.
     """
     if torch.device(device).type != "cuda":

@@ -300,8 +300,3 @@ def codec_for(space: Any, input_shape: Shape, num_classes: int, name: str | None
         return factory(space, tuple(input_shape), int(num_classes), **params)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"codec {key!r}: {exc}") from None
-
-
-
-# The built-in space codecs (mlp, conv) live in their own module; importing it registers them.
-from . import codec_spaces as _codec_spaces  # noqa: F401

@@ -1,12 +1,17 @@
-"""Meta-learners over the same genomes: the RL controller and ENAS weight sharing, learned
-optimizers, MAML and hypernetworks. Each registers itself — as a proposer in
-``selection.STRATEGIES`` or as a fitness generator in ``compile.FITNESS`` — when imported here."""
+"""Meta-learners over the same genomes, one subpackage each (docs/design.md):
 
-from importlib import import_module
-from importlib.util import find_spec
+* :mod:`.rl` — the RL controller of Zoph & Le 2017 (a proposer, strategy ``rl``);
+* :mod:`.enas` — ENAS weight sharing (Pham et al. 2018; fitness ``enas``);
+* :mod:`.learned_optimizer` — the L2L LSTM optimizer (Andrychowicz et al. 2016; fitness
+  ``learned-optimizer``, optimizer gene ``learned``);
+* :mod:`.maml` — MAML (Finn et al. 2017; fitness ``maml``);
+* :mod:`.hypernet` — the static hypernetwork (Ha et al. 2016) and SMASH (Brock et al. 2018;
+  fitness ``hypernet-static`` and ``hypernet``).
 
-MODULES = ("controller", "enas", "learned_optimizer", "maml", "hypernet", "table")
+Each subpackage registers its plug-ins — proposers in ``selection.STRATEGIES``, fitness generators
+in ``compile.FITNESS`` — from its own ``__init__``; importing this package imports them all.
+"""
 
-for _name in MODULES:
-    if find_spec(f"{__name__}.{_name}") is not None:
-        import_module(f"{__name__}.{_name}")
+from . import enas, hypernet, learned_optimizer, maml, rl  # noqa: F401  (register their plug-ins)
+
+LEARNERS = ("rl", "enas", "learned_optimizer", "maml", "hypernet")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..compile.fitness import FITNESS, register_fitness
+from ..compile.training.fitness import FITNESS, register_fitness
 from ..genome.space import SPACES, SearchSpace
 from .config import RunConfig, apply_overrides, config_from_dict, load_config
 from .driver import RunOutcome, create_run

@@ -11,10 +11,11 @@ default filled in) is stored with the run.
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
+
+import tomllib
 
 from ..errors import ConfigError
 

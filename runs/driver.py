@@ -41,7 +41,7 @@ from ..genome.validate import known_analysis
 from ..selection.base import Result
 from ..selection.strategy import Strategy
 from .config import RunConfig, config_from_dict
-from .executors import make_executor
+from .execute.executors import make_executor
 from .progress import Progress
 from .setup import RunParts, fingerprint, resolve
 from .store import RunStore

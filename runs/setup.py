@@ -15,13 +15,13 @@ from typing import Any
 import numpy as np
 
 from .. import meta as _meta  # noqa: F401  (registers meta-learner strategies and fitness)
-from ..compile.fitness import FITNESS, make_fitness
+from ..compile.training.fitness import FITNESS, make_fitness
+from ..data.datasets import Dataset, load_dataset
 from ..errors import ConfigError, EvographError, InvalidGenome
 from ..genome.space import SearchSpace, get_space
 from ..selection import make_strategy
 from ..selection.base import Variation
 from .config import RunConfig
-from .datasets import Dataset, load_dataset
 
 OBJECTIVE_KEYS = ("params", "flops", "train_time")
 

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .crashpoints import crash_point
-from .files import TMP_SUFFIX as _TMP_SUFFIX
-from .files import atomic_write_bytes, atomic_write_text  # noqa: F401  (re-exported)
+from ..crashpoints import crash_point
 from ..errors import RunStoreError
+from ..files import TMP_SUFFIX as _TMP_SUFFIX
+from ..files import atomic_write_bytes, atomic_write_text  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:  # torch is heavy: imported only where weights are read or written
     import torch

@@ -7,11 +7,10 @@ import os
 import numpy as np
 import pytest
 import torch
-from hypothesis import settings
-from hypothesis import strategies as st
-
 from evograph.genome import Genome, Node
 from evograph.genome.space import SPACES, get_space
+from hypothesis import settings
+from hypothesis import strategies as st
 
 torch.set_num_threads(1)
 os.environ.setdefault("OMP_NUM_THREADS", "1")

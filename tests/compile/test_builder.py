@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import torch
-
 from evograph.compile import build
 from evograph.compile.layers import LAYERS
 from evograph.genome import Genome, Node, get_space

@@ -4,13 +4,12 @@ import ast
 
 import pytest
 import torch
-from hypothesis import given
-
 from evograph.compile import build
 from evograph.compile.codegen import EMITTERS, generate, reconcile_expr
 from evograph.genome import Genome, Node, get_space
 from evograph.genome.ops import OPS
 from evograph.genome.space import SPACES
+from hypothesis import given
 
 from ..conftest import random_dags, sample_genomes
 

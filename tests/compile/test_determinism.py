@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch.nn import functional as F
-
 from evograph.compile.builder import build
 from evograph.compile.determinism import seeded_cpu_rng, use_deterministic_kernels
 from evograph.compile.layers import adaptive_avg_pool, pool_by_matrices
-from evograph.compile.train import AUGMENTATIONS, train_steps
-from evograph.runs.datasets import load_dataset
-from tests.compile.test_batched import conv_genome
+from evograph.compile.training.sgd import AUGMENTATIONS, train_steps
+from evograph.data.datasets import load_dataset
+from torch.nn import functional as F
+
+from tests.compile.training.test_batched import conv_genome
 
 
 @pytest.mark.parametrize("shape, size", [((8, 8), (4, 4)), ((7, 7), (4, 4)), ((5, 3), (2, 2)),
@@ -52,9 +52,9 @@ TRAIN_TWICE = textwrap.dedent("""
     import torch
     from evograph.compile.builder import build
     from evograph.compile.determinism import seeded_cpu_rng, use_deterministic_kernels
-    from evograph.compile.train import train_steps
-    from evograph.runs.datasets import load_dataset
-    from tests.compile.test_batched import conv_genome
+    from evograph.compile.training.sgd import train_steps
+    from evograph.data.datasets import load_dataset
+    from tests.compile.training.test_batched import conv_genome
 
     cuda = torch.device("cuda")
     use_deterministic_kernels(cuda)

@@ -3,7 +3,6 @@
 import dataclasses
 
 import pytest
-
 from evograph.genome import Genome, Node
 
 

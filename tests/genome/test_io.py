@@ -6,12 +6,12 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from hypothesis import given
-
 from evograph.compile import build
 from evograph.errors import GenomeFormatError
 from evograph.genome import from_json, load, save, to_json
 from evograph.genome.draw import draw, to_dot
+from hypothesis import given
+
 from tests.conftest import random_dags, sample_genomes
 
 

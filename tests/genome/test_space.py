@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 import torch
-from hypothesis import given
-
 from evograph.compile import build, count_parameters
 from evograph.errors import InvalidGenome
 from evograph.genome import Genome, Node, SearchSpace, analyze, get_space, register_space
 from evograph.genome.space import SPACES
+from hypothesis import given
+
 from tests.conftest import SHAPES_BY_FAMILY, random_dags, sample_genomes
 
 

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import torch
-
 from evograph.compile import build
 from evograph.compile.inherit import inherit_weights
 from evograph.errors import InvalidGenome

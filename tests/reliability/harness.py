@@ -14,7 +14,6 @@ from collections import Counter
 from pathlib import Path
 
 import networkx as nx
-
 from evograph.runs.config import load_config
 from evograph.runs.driver import create_run, run
 from evograph.runs.store import RunStore
@@ -44,7 +43,7 @@ def reference(tmp_path: Path, name: str = "reference", **kwargs) -> Path:
 
 
 def start_driver(run_dir: Path, env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "evograph.runs.cli", "resume", str(run_dir),
+    return subprocess.Popen([sys.executable, "-m", "evograph.runs.cli.main", "resume", str(run_dir),
                              "--no-live"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True, env={**os.environ, **(env or {})})
 

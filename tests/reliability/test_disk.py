@@ -12,13 +12,12 @@ import subprocess
 import sys
 
 import pytest
-
 from evograph.errors import RunStoreError
 from evograph.runs import store as store_module
 from evograph.runs.driver import run
 from evograph.runs.store import RunStore
-from tests.reliability.harness import (FIGURES, check_recovered, final_state, make_run,
-                                       reference)
+
+from tests.reliability.harness import FIGURES, check_recovered, final_state, make_run, reference
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +74,7 @@ def test_real_full_disk_stops_clearly_and_resumes(tiny_disk, expected):
     filler = tiny_disk / "filler"
     free = os.statvfs(tiny_disk).f_bavail * os.statvfs(tiny_disk).f_frsize
     filler.write_bytes(b"\0" * max(0, free - 48 * 1024))  # leave 48 KiB: full mid-run
-    driver = subprocess.run([sys.executable, "-m", "evograph.runs.cli", "resume", str(victim),
+    driver = subprocess.run([sys.executable, "-m", "evograph.runs.cli.main", "resume", str(victim),
                              "--no-live"], capture_output=True, text=True, timeout=300)
     assert driver.returncode == 2, driver.stderr[-2000:]
     last = driver.stderr.strip().splitlines()[-1]

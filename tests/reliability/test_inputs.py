@@ -10,14 +10,14 @@ import time
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from evograph.errors import EvographError
 from evograph.genome import analyze, get_space, load, to_json
 from evograph.runs.config import load_config
-from evograph.runs.export import load_model
+from evograph.runs.export.api import load_model
 from evograph.runs.store import RunStore
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from tests.reliability.harness import FIGURES, FULL
 
 FUZZ = settings(max_examples=300 if FULL else 60, deadline=None, derandomize=True,

@@ -8,11 +8,21 @@ import time
 
 import numpy as np
 import pytest
-
-from evograph.runs.crashpoints import POINTS
+from evograph.crashpoints import POINTS
 from evograph.runs.driver import run
-from tests.reliability.harness import (FIGURES, FULL, check_recovered, db_count, final_state,
-                                       finished_count, kill, make_run, reference, start_driver)
+
+from tests.reliability.harness import (
+    FIGURES,
+    FULL,
+    check_recovered,
+    db_count,
+    final_state,
+    finished_count,
+    kill,
+    make_run,
+    reference,
+    start_driver,
+)
 
 KILLS = 60 if FULL else 20
 

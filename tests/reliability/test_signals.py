@@ -12,12 +12,21 @@ import time
 
 import numpy as np
 import pytest
-
 from evograph.errors import RunStoreError
 from evograph.runs.driver import run
 from evograph.runs.store import RunStore
-from tests.reliability.harness import (FIGURES, FULL, check_recovered, final_state,
-                                       finished_count, kill, make_run, reference, start_driver)
+
+from tests.reliability.harness import (
+    FIGURES,
+    FULL,
+    check_recovered,
+    final_state,
+    finished_count,
+    kill,
+    make_run,
+    reference,
+    start_driver,
+)
 
 GRACE_S = 30.0  # a serial executor finishes the evaluation in progress
 
@@ -88,7 +97,7 @@ def test_second_driver_refused_fast_and_takes_over_after_kill(tmp_path):
     first = start_driver(victim)
     while finished_count(victim) < 1:
         time.sleep(0.05)
-    second = subprocess.run([sys.executable, "-m", "evograph.runs.cli", "resume", str(victim),
+    second = subprocess.run([sys.executable, "-m", "evograph.runs.cli.main", "resume", str(victim),
                              "--no-live"], capture_output=True, text=True, timeout=60)
     assert second.returncode == 2 and "in use by another evograph driver" in second.stderr
     refused_at = time.monotonic()
@@ -96,7 +105,7 @@ def test_second_driver_refused_fast_and_takes_over_after_kill(tmp_path):
         store.acquire_lock()
     assert time.monotonic() - refused_at < 1.0
     for _ in range(5):  # concurrent readers do not disturb the driver
-        status = subprocess.run([sys.executable, "-m", "evograph.runs.cli", "status",
+        status = subprocess.run([sys.executable, "-m", "evograph.runs.cli.main", "status",
                                  str(victim), "--json"], capture_output=True, text=True,
                                 timeout=60)
         assert status.returncode == 0

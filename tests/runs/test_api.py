@@ -2,10 +2,9 @@
 
 from dataclasses import dataclass
 
-import numpy as np
-
 import evograph
-from evograph.compile.fitness import FITNESS, Score
+import numpy as np
+from evograph.compile.training.fitness import FITNESS, Score
 from evograph.genome import Genome, Node, SearchSpace
 from evograph.genome.space import SPACES
 from evograph.runs.store import RunStore

@@ -5,7 +5,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from evograph.errors import ConfigError
 from evograph.runs.config import load_config
 from evograph.runs.setup import resolve
@@ -78,7 +77,7 @@ def test_overrides_parse_toml_values_and_bare_strings(tmp_path):
 def test_cli_prints_one_line_for_a_config_typo(tmp_path):
     path = tmp_path / "typo.toml"
     path.write_text("[fitnes]\nname = 'sgd'\n")
-    result = subprocess.run([sys.executable, "-m", "evograph.runs.cli", "run", str(path)],
+    result = subprocess.run([sys.executable, "-m", "evograph.runs.cli.main", "run", str(path)],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from evograph.errors import RunStoreError
 from evograph.runs.config import load_config
 from evograph.runs.driver import create_run, run
@@ -107,7 +106,7 @@ def test_run_trains_same_architecture_siblings_batched_when_configured(tmp_path)
 
 
 def _start_driver(run_dir):
-    return subprocess.Popen([sys.executable, "-m", "evograph.runs.cli", "resume", str(run_dir),
+    return subprocess.Popen([sys.executable, "-m", "evograph.runs.cli.main", "resume", str(run_dir),
                              "--no-live"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True)
 
@@ -193,20 +192,20 @@ def test_status_and_best_cli(tmp_path):
     run_dir = create_run(tiny_config(), tmp_path / "run")
     run(run_dir, live=False)
     env = {**os.environ, "COLUMNS": "120"}
-    status = subprocess.run([sys.executable, "-m", "evograph.runs.cli", "status", str(run_dir),
+    status = subprocess.run([sys.executable, "-m", "evograph.runs.cli.main", "status", str(run_dir),
                              "--json"], capture_output=True, text=True, env=env, timeout=60)
     payload = json.loads(status.stdout)
     assert payload["counts"]["completed"] + payload["counts"]["infeasible"] == 10
-    best = subprocess.run([sys.executable, "-m", "evograph.runs.cli", "best", str(run_dir),
+    best = subprocess.run([sys.executable, "-m", "evograph.runs.cli.main", "best", str(run_dir),
                            "--json"], capture_output=True, text=True, env=env, timeout=60)
     assert json.loads(best.stdout)[0]["id"] == payload["best"]["id"]
-    table = subprocess.run([sys.executable, "-m", "evograph.runs.cli", "status", str(run_dir)],
+    table = subprocess.run([sys.executable, "-m", "evograph.runs.cli.main", "status", str(run_dir)],
                            capture_output=True, text=True, env=env, timeout=60)
     assert "completed" in table.stdout and "best" in table.stdout
 
 
 def test_missing_run_dir_is_one_line(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "evograph.runs.cli", "status",
+    result = subprocess.run([sys.executable, "-m", "evograph.runs.cli.main", "status",
                              str(tmp_path / "nope")], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
 
@@ -216,7 +215,7 @@ def test_the_driver_hands_executors_the_flops_its_strategy_already_knew(tmp_path
     ordering units costliest-first never parses a genome again."""
     from evograph.genome.io import from_dict
     from evograph.genome.validate import analyze
-    from evograph.runs import batching
+    from evograph.runs.execute import batching
     seen, plan = [], batching.plan_units
 
     def record(tasks, *args, **kwargs):

@@ -1,0 +1,2 @@
+"""The ``evograph`` command: one module per command group (run, lineage, export, genome, meta,
+hypernet), assembled by :mod:`.main`."""

@@ -1,0 +1,66 @@
+"""``evograph genome sample | check | draw``: work with single genome files."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from ...genome import analyze, get_space, load, to_json
+from ...genome.draw import draw
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    group = sub.add_parser("genome", help="sample, check or draw a genome")
+    gsub = group.add_subparsers(dest="genome_command", required=True, metavar="ACTION")
+
+    sample = gsub.add_parser("sample", help="print a random genome of a space as JSON")
+    sample.add_argument("--space", default="lse-conv")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--input-shape", default="1,8,8",
+                        help="per-sample input shape, comma separated (default 1,8,8: digits)")
+    sample.add_argument("--classes", type=int, default=10)
+    sample.add_argument("--initial", action="store_true",
+                        help="the space's initial genome instead of a random one")
+    sample.set_defaults(handler=cmd_sample)
+
+    check = gsub.add_parser("check", help="validate a genome file (exit 2 if invalid)")
+    check.add_argument("path")
+    check.add_argument("--space", default=None, help="also check against this search space")
+    check.set_defaults(handler=cmd_check)
+
+    drawp = gsub.add_parser("draw", help="draw a genome with graphviz")
+    drawp.add_argument("path")
+    drawp.add_argument("-o", "--output", required=True, help="FILE.svg or FILE.png")
+    drawp.set_defaults(handler=cmd_draw)
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    from ...errors import EvographError
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise EvographError(f"--input-shape {text!r} must be integers separated by commas") from None
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    space = get_space(args.space)
+    rng = np.random.default_rng(args.seed)
+    make = space.initial_genome if args.initial else space.sample
+    print(to_json(make(rng, _shape(args.input_shape), args.classes)))
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    genome = load(args.path)
+    space = get_space(args.space) if args.space else None
+    info = analyze(genome, space)
+    print(f"{args.path}: valid genome {genome.hash}: {info.summary()}")
+    return 0
+
+
+def cmd_draw(args: argparse.Namespace) -> int:
+    genome = load(args.path)
+    path = draw(genome, args.output, title=f"genome {genome.hash}")
+    print(f"wrote {path}")
+    return 0
