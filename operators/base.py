@@ -8,6 +8,8 @@ says what changed, so weight inheritance and lineage know it.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -57,12 +59,38 @@ FAMILIES: dict[str, tuple[str, ...]] = {}  # mutation name -> space families it 
 
 
 def register_mutation(name: str, families: tuple[str, ...] = ("conv", "mlp")):
-    """Decorator: register a mutation under ``name`` for the given space families."""
+    """Decorator: register a mutation under ``name`` for the given space families. The
+    registered function completes its edit's ``changed`` with :func:`reshaped_nodes`, so each
+    mutation lists what it edits and the knock-on reshapes downstream are found in one place."""
     def wrap(fn: Mutation) -> Mutation:
-        MUTATIONS[name] = fn
+        @functools.wraps(fn)
+        def mutation(genome: Genome, rng: np.random.Generator,
+                     space: SearchSpace) -> tuple[Genome, Edit]:
+            child, edit = fn(genome, rng, space)
+            if not edit.inherit:
+                return child, edit
+            extra = reshaped_nodes(genome, child) - set(edit.changed)
+            if not extra:
+                return child, edit
+            return child, dataclasses.replace(edit, changed=tuple(sorted(set(edit.changed) | extra)))
+        MUTATIONS[name] = mutation
         FAMILIES[name] = families
-        return fn
+        return mutation
     return wrap
+
+
+def reshaped_nodes(parent: Genome, child: Genome) -> set[int]:
+    """Nodes of ``child`` that ``parent`` also has but whose merged input shape differs, so their
+    tensors are reshaped: a node takes its channels from its first input (the smallest id), so an
+    edit upstream — a new first input, a width passed on through an identity — reshapes nodes
+    the edit never touched. Empty when either genome does not validate (such a child is never
+    trained)."""
+    try:
+        before, after = analyze(parent), analyze(child)
+    except InvalidGenome:
+        return set()
+    return {node for node, shape in after.in_shapes.items()
+            if node in before.in_shapes and before.in_shapes[node] != shape}
 
 
 class VariationFailed(EvographError):

@@ -44,26 +44,6 @@ def applicable_spaces(name: str) -> list[str]:
 PAIRS = [(m, s) for m in entries(MUTATIONS) for s in applicable_spaces(m)]
 IDS = [f"{m}@{s}" for m, s in PAIRS]
 
-# Findings (issue 22): ``Edit.changed`` misses reshaped tensors. The merge rule takes a merged
-# node's channels from its smallest-id input, so an edit that changes a merge's inputs (or
-# their channels) reshapes nodes downstream of it — through identity nodes, or because a new
-# or removed input changes which input comes first — and those nodes are not in ``changed``.
-# inherit_weights matches tensors by name and shape, so weights are still copied correctly;
-# what is wrong is the plan the store and lineage record.
-INCOMPLETE_PLAN = {
-    ("insert-convolution", "lse-conv"): "a conv inserted before a merge gets the largest id, "
-        "so the merge's first input (and channel count) can change; the merge is not listed",
-    ("insert-one-to-one", "lse-conv"): "same as insert-convolution: the merge downstream of "
-        "the new identity can change its first input and is not listed",
-    ("remove-skip", "lse-conv"): "removing a merge's first input changes its channel count; "
-        "the merge is listed, not what is reshaped behind it when it is an identity",
-    ("remove-convolution", "lse-conv"): "the bypassed node's successor is listed, not the "
-        "nodes reshaped behind it when that successor is an identity or merge",
-    ("alter-number-of-channels", "lse-conv"): "the conv and its direct successors are listed; "
-        "an identity successor passes the new width on to nodes that are not",
-    ("add-skip", "lse-conv"): "a skip from a smaller id becomes the target's first input; the "
-        "target is listed, not what is reshaped behind it when it is an identity",
-}
 
 
 def merge_chain(space, shape: tuple[int, ...]) -> Genome | None:
@@ -182,9 +162,7 @@ def _node_of(tensor_name: str) -> int:
 
 def _plan_cases():
     for pair, ident in zip(PAIRS, IDS):
-        reason = INCOMPLETE_PLAN.get(pair)
-        marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-        yield pytest.param(*pair, id=ident, marks=marks)
+        yield pytest.param(*pair, id=ident)
 
 
 @pytest.mark.parametrize("name, space_name", list(_plan_cases()))
