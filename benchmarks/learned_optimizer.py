@@ -17,8 +17,8 @@ reports the mean, median and quartiles of the loss over the held-out problems at
 Writes ``benchmarks/results/learned_optimizer.json`` (machine, versions, seeds, settings, tuned
 rates, every curve) and ``learned_optimizer.png`` (median loss curves, quartile bands).
 
-    python benchmarks/learned_optimizer.py            # full: ~10 min on an idle 2-core CPU
-    python benchmarks/learned_optimizer.py --quick    # ~1 min, fewer meta-iterations and tasks
+    python benchmarks/learned_optimizer.py            # full
+    python benchmarks/learned_optimizer.py --quick    # fewer meta-iterations and tasks
 """
 
 from __future__ import annotations

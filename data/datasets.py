@@ -29,6 +29,7 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from ..errors import DatasetError
+from .digits import digits
 
 DEFAULT_ROOT = Path("~/.cache/evograph/datasets").expanduser()
 _FETCH_HINT = "pass download=True (--set dataset.download=true) to fetch it"
@@ -58,7 +59,7 @@ class Dataset:
                                    f" and labels {tuple(y.shape)}, expected inputs (N, "
                                    f"*{self.input_shape}) and as many labels")
 
-    def to(self, device: torch.device | str, pinned: bool = False) -> "Dataset":
+    def to(self, device: torch.device | str, pinned: bool = False) -> Dataset:
         """The dataset with every split on ``device`` (itself on CPU). ``pinned``: copied from
         page-locked host memory, the splits' copies overlapping, then waited for once."""
         device = torch.device(device)
@@ -259,9 +260,8 @@ def _ensure_files(opts: LoadOptions, folder: Path, names: list[str],
 @register_dataset("digits")
 def _load_digits(opts: LoadOptions) -> Dataset:
     """scikit-learn's bundled 8x8 digits (1797 samples, 0..16 pixels): the offline default."""
-    from sklearn.datasets import load_digits
-    bunch = load_digits()
-    return _finish(opts, _split(opts, (bunch.images[:, None], bunch.target)), 10, divide_by=16)
+    images, labels = digits()
+    return _finish(opts, _split(opts, (images[:, None], labels)), 10, divide_by=16)
 
 
 @functools.lru_cache(maxsize=4)

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from ..errors import DatasetError
+from .digits import digits
 
 Gen = torch.Generator | np.random.Generator
 OMNIGLOT_FOLDER = "omniglot-py"       # torchvision's folder under a root
@@ -213,10 +214,9 @@ def _rotate(x: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
 def _digits_by_class() -> torch.Tensor:
     """scikit-learn's digits as ``(10, 174, 1, 8, 8)`` floats in [0, 1]; each class keeps its
     first 174 images (the smallest class's count) so every pool is rectangular."""
-    from sklearn.datasets import load_digits
-    bunch = load_digits()
-    images = torch.from_numpy(bunch.images.astype(np.float32) / 16.0)
-    per_class = [images[bunch.target == c] for c in range(10)]
+    raw, labels = digits()
+    images = torch.from_numpy(raw.astype(np.float32) / 16.0)
+    per_class = [images[labels == c] for c in range(10)]
     m = min(len(p) for p in per_class)
     return torch.stack([p[:m] for p in per_class])[:, :, None]
 
@@ -311,7 +311,7 @@ def _read_glyph(path: str, size: int) -> np.ndarray:
     return 255 - np.asarray(small, dtype=np.uint8)
 
 
-TASK_FAMILIES: dict[str, Callable[..., Any]] = {
+FEW_SHOT_FAMILIES: dict[str, Callable[..., Any]] = {
     "sinusoid": lambda n_way, k_shot, k_query, **_: SinusoidTasks(k_shot, k_query),
     "digits": lambda n_way, k_shot, k_query, **_: digits_tasks(n_way, k_shot, k_query),
     "omniglot": lambda n_way, k_shot, k_query, root="", image_size=28, train_characters=1200,
@@ -322,9 +322,9 @@ TASK_FAMILIES: dict[str, Callable[..., Any]] = {
 
 def make_tasks(family: str, *, n_way: int = 5, k_shot: int = 1, k_query: int = 5,
                **options: Any):
-    """A task family by name (``TASK_FAMILIES``); ``options`` go to the ones that use them
+    """A task family by name (``FEW_SHOT_FAMILIES``); ``options`` go to the ones that use them
     (``root``, ``image_size``, ``train_characters``, ``download`` for omniglot)."""
-    if family not in TASK_FAMILIES:
+    if family not in FEW_SHOT_FAMILIES:
         raise ValueError(f"family: unknown task family {family!r} "
-                         f"(known: {', '.join(sorted(TASK_FAMILIES))})")
-    return TASK_FAMILIES[family](n_way=n_way, k_shot=k_shot, k_query=k_query, **options)
+                         f"(known: {', '.join(sorted(FEW_SHOT_FAMILIES))})")
+    return FEW_SHOT_FAMILIES[family](n_way=n_way, k_shot=k_shot, k_query=k_query, **options)

@@ -39,6 +39,7 @@ from safetensors import safe_open
 from safetensors.torch import save as save_tensors
 from torch import nn
 
+from ...files import atomic_write_bytes
 from ...genome.core import Genome
 from ...genome.ops import flat_size
 from ...genome.validate import GenomeInfo
@@ -153,20 +154,6 @@ def _keep_previous(current: Path, prev: Path) -> None:
     os.replace(tmp, prev)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class SharedWeights:
     """One supernet: the current tensors (cached in this process, mirrored in ``path``) and the
     version before the last update (for the idempotent re-run of that update's seed)."""
@@ -237,7 +224,7 @@ class SharedWeights:
                 _keep_previous(path, prev)
             elif prev.exists():
                 prev.unlink()
-        _atomic_write(path, save_tensors(new.tensors, metadata=new.meta))
+        atomic_write_bytes(path, save_tensors(new.tensors, metadata=new.meta))
         self.signature = self._stat()
 
 

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import time
 import weakref
 from pathlib import Path
@@ -38,6 +36,7 @@ from ...compile.builder import build
 from ...compile.determinism import seeded_cpu_rng
 from ...compile.training.fitness import Splits
 from ...errors import EvographError
+from ...files import atomic_write_bytes
 from ...genome.core import Genome
 from ...genome.space import SearchSpace
 from ...genome.validate import analyze
@@ -124,30 +123,16 @@ def fingerprint(config: SmashConfig, data: Splits) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _atomic_write(path: Path, payload: bytes) -> None:
-    """Write to a temporary file beside ``path``, fsync, rename (readers never see a torn file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_hypernet(hyper: SmashHypernet, stem: str | Path, stats: dict[str, Any],
                   fp: str = "") -> None:
     """``stem.safetensors`` + ``stem.json`` (written last: its presence means complete)."""
     stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in hyper.state_dict().items()}
-    _atomic_write(stem.with_suffix(".safetensors"), save(tensors, metadata={"format": FORMAT}))
+    atomic_write_bytes(stem.with_suffix(".safetensors"), save(tensors, metadata={"format": FORMAT}))
     meta = {"format": FORMAT, "version": VERSION, "fingerprint": fp,
             "config": hyper.config.to_dict(), "stats": stats}
-    _atomic_write(stem.with_suffix(".json"), json.dumps(meta, indent=2).encode())
+    atomic_write_bytes(stem.with_suffix(".json"), json.dumps(meta, indent=2).encode())
 
 
 def load_hypernet(stem: str | Path, device: torch.device | str = "cpu",

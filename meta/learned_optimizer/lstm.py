@@ -36,6 +36,7 @@ from torch import nn
 from ...compile.determinism import seeded_cpu_rng
 from ...compile.training.sgd import OPTIMIZERS
 from ...errors import EvographError
+from ...files import atomic_write_bytes
 
 FORMAT = "evograph-learned-optimizer"
 VERSION = "1"
@@ -125,18 +126,14 @@ def save_optimizer(net: LSTMOptimizer, path: str | Path, info: dict[str, Any] | 
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in net.state_dict().items()}
     meta = {"format": FORMAT, "version": VERSION, "config": json.dumps(asdict(net.config)),
             "info": json.dumps(info or {})}
-    return atomic_write(Path(path), save(tensors, metadata=meta))
+    return write_file(path, save(tensors, metadata=meta))
 
 
-def atomic_write(path: Path, payload: bytes) -> Path:
-    """Write to a temporary file, fsync, then rename: a crash leaves the old file or the new."""
+def write_file(path: str | Path, payload: bytes) -> Path:
+    """:func:`~evograph.files.atomic_write_bytes` into ``path``, creating its folder first."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as handle:
-        handle.write(payload)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    atomic_write_bytes(path, payload)
     return path
 
 

@@ -1,7 +1,7 @@
 """Task families for learned optimizers (Andrychowicz et al. 2016, §3): what an optimizer is
 meta-trained and tested on.
 
-A *family* is a frozen dataclass of settings, registered by name in :data:`TASK_FAMILIES`;
+A *family* is a frozen dataclass of settings, registered by name in :data:`OPTIMIZEE_FAMILIES`;
 ``family.sample(seed, device)`` draws one *task* — fixed problems with fixed starting parameters,
 a pure function of the seed. Tasks are functional over parameter dicts:
 
@@ -31,6 +31,7 @@ import torch
 from torch.nn import functional as F
 
 from ...compile.builder import build
+from ...data.digits import digits
 from ...errors import InvalidGenome
 from ...genome.space import get_space
 
@@ -47,12 +48,12 @@ class Task(Protocol):
     def eval_losses(self, params: Params) -> torch.Tensor: ...
 
 
-TASK_FAMILIES: dict[str, Callable[..., Any]] = {}
+OPTIMIZEE_FAMILIES: dict[str, Callable[..., Any]] = {}
 
 
 def register_family(name: str):
     def wrap(cls):
-        TASK_FAMILIES[name] = cls
+        OPTIMIZEE_FAMILIES[name] = cls
         cls.name = name
         return cls
     return wrap
@@ -60,15 +61,15 @@ def register_family(name: str):
 
 def make_family(name: str, params: dict[str, Any] | None = None):
     """Construct a registered family; ValueError names an unknown family or parameter."""
-    if name not in TASK_FAMILIES:
+    if name not in OPTIMIZEE_FAMILIES:
         raise ValueError(f"family: unknown task family {name!r} "
-                         f"(known: {', '.join(sorted(TASK_FAMILIES))})")
-    known = {f.name for f in dataclasses.fields(TASK_FAMILIES[name])}
+                         f"(known: {', '.join(sorted(OPTIMIZEE_FAMILIES))})")
+    known = {f.name for f in dataclasses.fields(OPTIMIZEE_FAMILIES[name])}
     for key in params or {}:
         if key not in known:
             raise ValueError(f"{key}: unknown parameter of family {name!r} "
                              f"(known: {', '.join(sorted(known))})")
-    return TASK_FAMILIES[name](**(params or {}))
+    return OPTIMIZEE_FAMILIES[name](**(params or {}))
 
 
 def derive_seed(*keys: int) -> int:
@@ -130,12 +131,12 @@ class QuadraticFamily:
 @lru_cache(maxsize=1)
 def digits_train() -> tuple[torch.Tensor, torch.Tensor]:
     """The training 80 % of scikit-learn's bundled digits (a fixed stratified split): inputs
-    ``(N, 64)`` scaled to [0, 1], labels ``(N,)``. Loaded directly: meta never imports runs."""
-    from sklearn.datasets import load_digits
+    ``(N, 64)`` scaled to [0, 1], labels ``(N,)``. The split is this family's own (not a run's
+    :func:`~evograph.data.datasets.load_dataset` split), fixed so optimizees stay comparable."""
     from sklearn.model_selection import train_test_split
-    bunch = load_digits()
-    x_train, _, y_train, _ = train_test_split(bunch.data, bunch.target, test_size=0.2,
-                                              random_state=0, stratify=bunch.target)
+    images, labels = digits()
+    x_train, _, y_train, _ = train_test_split(images.reshape(len(images), -1), labels,
+                                              test_size=0.2, random_state=0, stratify=labels)
     return (torch.tensor(x_train / 16.0, dtype=torch.float32),
             torch.tensor(y_train, dtype=torch.int64))
 

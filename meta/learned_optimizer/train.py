@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from .lstm import LSTMOptimizer, OptimizerFileError, atomic_write, read_safetensors
+from .lstm import LSTMOptimizer, OptimizerFileError, read_safetensors, write_file
 from .tasks import Params, Task, derive_seed
 
 CHECKPOINT_FORMAT = "evograph-learned-optimizer-checkpoint"
@@ -176,7 +176,7 @@ def save_checkpoint(path: str | Path, net: LSTMOptimizer, meta_opt: torch.optim.
     meta = {"format": CHECKPOINT_FORMAT, "iteration": str(iteration),
             "history": json.dumps(history), "param_groups": json.dumps(opt_state["param_groups"]),
             "net_config": json.dumps(asdict(net.config)), "extra": json.dumps(extra)}
-    return atomic_write(Path(path), save(tensors, metadata=meta))
+    return write_file(path, save(tensors, metadata=meta))
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from evograph.data.tasks import (
-    TASK_FAMILIES,
+    FEW_SHOT_FAMILIES,
     ClassTasks,
     SinusoidTasks,
     digits_tasks,
@@ -66,7 +66,7 @@ def family_kwargs(name: str, root) -> dict:
     return {"n_way": 3, "k_shot": 2, "k_query": 3}
 
 
-@pytest.mark.parametrize("name", sorted(TASK_FAMILIES))
+@pytest.mark.parametrize("name", sorted(FEW_SHOT_FAMILIES))
 def test_every_family_samples_reproducible_batches_of_its_shapes(name, omniglot_root):
     tasks = make_tasks(name, **family_kwargs(name, omniglot_root))
     a = tasks.sample(gen(1), 4, "train")

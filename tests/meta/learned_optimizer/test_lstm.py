@@ -20,7 +20,7 @@ from evograph.meta.learned_optimizer.lstm import (
     preprocess_gradients,
     save_optimizer,
 )
-from evograph.meta.learned_optimizer.tasks import TASK_FAMILIES, make_family
+from evograph.meta.learned_optimizer.tasks import OPTIMIZEE_FAMILIES, make_family
 from evograph.meta.learned_optimizer.train import (
     MetaConfig,
     apply_update,
@@ -247,7 +247,7 @@ def test_learned_is_an_optimizer_gene_value(tmp_path, monkeypatch):
 
 
 # -- task families -------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", sorted(TASK_FAMILIES))
+@pytest.mark.parametrize("name", sorted(OPTIMIZEE_FAMILIES))
 def test_every_family_gives_deterministic_finite_tasks(name):
     family = make_family(name, {})
     a, b = family.sample(7), family.sample(7)
@@ -280,7 +280,7 @@ def test_unknown_family_or_parameter_is_named():
 
 # -- CUDA (where present) ------------------------------------------------------------------------
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("name", sorted(TASK_FAMILIES))
+@pytest.mark.parametrize("name", sorted(OPTIMIZEE_FAMILIES))
 def test_meta_training_and_the_wrapper_run_on_cuda(name):
     device = torch.device("cuda")
     family = make_family(name, {})
@@ -291,3 +291,15 @@ def test_meta_training_and_the_wrapper_run_on_cuda(name):
     cpu_net = LSTMOptimizer(seed=0)                 # the wrapper copies a CPU net to the device
     curve = rollout(family.sample(1, device), lambda ps: LearnedOptimizer(ps, cpu_net), 3)
     assert curve.shape[0] == 4 and torch.isfinite(curve).all()
+
+
+def test_the_optimizee_split_is_the_fixed_stratified_one():
+    from evograph.meta.learned_optimizer.tasks import digits_train
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+    bunch = load_digits()
+    x_train, _, y_train, _ = train_test_split(bunch.data, bunch.target, test_size=0.2,
+                                              random_state=0, stratify=bunch.target)
+    x, y = digits_train()
+    np.testing.assert_array_equal(x.numpy(), (x_train / 16.0).astype(np.float32))
+    np.testing.assert_array_equal(y.numpy(), y_train)
