@@ -6,13 +6,13 @@ STAMP := $(VENV)/.installed-stamp
 export OMP_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 
-.PHONY: demo test test-fast bench reliability system-deps clean
+.PHONY: demo test test-fast docs bench reliability system-deps clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@bash .ci/disk-check.sh $(VENV) 8
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[dev,distributed,export,bench]'
+	$(VENV)/bin/pip install -q -e '.[dev,distributed,export,bench,docs]'
 	touch $(STAMP)
 
 system-deps:
@@ -23,6 +23,12 @@ demo: system-deps $(STAMP)
 
 test: system-deps $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadgroup
+	$(MAKE) --no-print-directory docs
+
+# the documentation site (docs/ + the API reference from the docstrings) into build/site;
+# --strict: a broken link, a missing page or a docstring griffe cannot read fails the build
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir build/site
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" -n 2

@@ -42,7 +42,9 @@ from evograph.compile.training.sgd import train_steps
 from evograph.data.datasets import load_dataset
 from evograph.genome.io import to_dict
 from evograph.genome.space import get_space
+from evograph.runs.config import ExecutorConfig
 from evograph.runs.execute.executors import make_executor
+from evograph.runs.execute.task import Task
 
 RESULTS = Path(__file__).resolve().parent / "results" / "parallel.json"
 DATASET = {"name": "digits", "root": "", "download": False, "val_fraction": 0.15,
@@ -76,23 +78,22 @@ def machine() -> dict:
 
 # -- 1. executors ---------------------------------------------------------------------------------
 
-def executor_tasks(n: int, steps: int, first_id: int) -> list[dict]:
+def executor_tasks(n: int, steps: int, first_id: int) -> list[Task]:
     rng = np.random.default_rng(SEED)
     spaces = [get_space("mlp", unit_choices=(32, 64, 128)), get_space("lse-conv", channels=(4, 16))]
     tasks = []
     for i in range(n):
         genome = spaces[i % 2].sample(rng, (1, 8, 8), 10)
         genome = genome.with_genes(learning_rate=0.01, optimizer="momentum", batch_size=64)
-        tasks.append({"id": first_id + i, "genome": to_dict(genome), "seed": i,
-                      "parent_weights": None, "inherit": True, "data_seed": SEED,
-                      "dataset": DATASET, "weights_out": None, "device": "",
-                      "fitness": {"name": "sgd", "params": {"steps": steps}}})
+        tasks.append(Task(id=first_id + i, genome=to_dict(genome), seed=i, dataset=DATASET,
+                          data_seed=SEED, fitness="sgd", fitness_params={"steps": steps}))
     return tasks
 
 
 def time_executor(name: str, args) -> dict:
     start = time.perf_counter()
-    executor = make_executor(name, workers=2, timeout_s=600)
+    executor = make_executor(ExecutorConfig(name=name, workers=2, timeout_s=600,
+                                            batched="never"))
     warm = executor_tasks(executor.slots, 2, first_id=10_000)
     list(executor.run(warm, lambda: False))      # workers up, torch and data loaded
     startup = time.perf_counter() - start
@@ -101,19 +102,19 @@ def time_executor(name: str, args) -> dict:
         for _ in range(args.repeats):
             tasks = executor_tasks(args.tasks, args.steps, first_id=0)
             t = time.perf_counter()
-            results = sorted(executor.run(tasks, lambda: False), key=lambda r: r["id"])
+            results = sorted(executor.run(tasks, lambda: False), key=lambda r: r.id)
             elapsed = time.perf_counter() - t
             per_min.append(len(tasks) / elapsed * 60)
             # share of the slots' time spent inside evaluations (the rest: dispatch, results,
             # idle slots at the end of the batch)
-            busy.append(sum(r["wall_time"] for r in results) / (executor.slots * elapsed))
-            fitness = [r["fitness"] for r in results]
+            busy.append(sum(r.wall_time for r in results) / (executor.slots * elapsed))
+            fitness = [r.fitness for r in results]
     finally:
         executor.close()
     return {"executor": name, "slots": 2 if name != "serial" else 1, "startup_s": startup,
             "evaluations_per_min": statistics.median(per_min), "runs": per_min,
             "slot_busy_fraction": statistics.median(busy),
-            "median_evaluation_s": statistics.median(r["wall_time"] for r in results),
+            "median_evaluation_s": statistics.median(r.wall_time for r in results),
             "fitness": fitness}
 
 

@@ -81,7 +81,7 @@ from evograph.genome.core import Genome, Node
 from evograph.genome.io import from_dict
 from evograph.runs.config import load_config
 from evograph.runs.driver import create_run, run
-from evograph.runs.execute.worker import warm_up
+from evograph.runs.execute.process import warm_up
 from evograph.runs.store import RunStore
 from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode

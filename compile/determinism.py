@@ -6,7 +6,8 @@ order the threads arrive, and cuBLAS splits work over a workspace in ways that c
 call to call. A candidate trained twice then differs in the last bits of its loss, and the
 engine's promises — a resumed run ends where the uninterrupted one does, the final state does not
 depend on the number of workers or on the order in which results arrive — would hold on CPU
-only (measured on an H100: two trainings of one task differed from the ninth loss value on).
+only (on an H100 two trainings of one task differ within the first few loss values; see
+docs/performance.md).
 
 :func:`use_deterministic_kernels` switches a process to deterministic kernels before it trains
 on a GPU; the ops whose deterministic form torch lacks are avoided where the compiler emits
@@ -50,7 +51,7 @@ def seeded_cpu_rng(seed: int | None) -> Iterator[None]:
     """Inside: torch's CPU generator seeded with ``seed`` (left as it is when None), for a
     seeded initialisation; after: the generator as it was. Accelerators' generators are not
     touched — ``torch.manual_seed`` would also queue a seed for every CUDA device, changing the
-    global CUDA stream of random numbers outside the block (and costing ~0.13 ms)."""
+    global CUDA stream of random numbers outside the block (and costing time per build)."""
     with torch.random.fork_rng(devices=[]):
         if seed is not None:
             torch.default_generator.manual_seed(seed)

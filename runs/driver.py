@@ -42,6 +42,7 @@ from ..selection.base import Result
 from ..selection.strategy import Strategy
 from .config import RunConfig, config_from_dict
 from .execute.executors import make_executor
+from .execute.task import DataSpec, Task, TaskResult
 from .progress import Progress
 from .setup import RunParts, fingerprint, resolve
 from .store import RunStore
@@ -185,10 +186,7 @@ class Driver:
     # -- the loop --------------------------------------------------------------------------------
     def loop(self) -> RunOutcome:
         ex = self.config.executor
-        executor = make_executor(ex.name, workers=ex.workers, device=ex.device,
-                                 per_gpu=ex.per_gpu, timeout_s=ex.timeout_s,
-                                 memory_limit_mb=ex.memory_limit_mb, scheduler=ex.scheduler,
-                                 batched=ex.batched, preload=self.data_spec)
+        executor = make_executor(ex, preload=self.data_spec)
         self.store.log_event("started", f"driver started with {executor.slots} slot(s)",
                              {"pid": os.getpid()})
         log.info("driver started (%s executor, %d slots)", ex.name, executor.slots)
@@ -235,7 +233,7 @@ class Driver:
             todo = sorted(i for ids in self.open.values() for i in ids)
             for result in executor.run(self._start(todo), self.stop):
                 if self._take(result):  # a transient failure: once more
-                    executor.submit(self._start([result["id"]]))
+                    executor.submit(self._start([result.id]))
                 new = self._advance()
                 if new:
                     executor.submit(self._start(new))
@@ -275,63 +273,58 @@ class Driver:
         self.batch_of.update(dict.fromkeys(ids, self.asked))
         return ids
 
-    def _data_spec(self) -> dict[str, Any]:
-        """What a worker needs to load the run's dataset (a task carries the same)."""
+    def _data_spec(self) -> DataSpec:
+        """What a worker needs to load the run's dataset (every task carries the same)."""
         config = self.config
-        return {"data_seed": config.seed, "dataset": config.to_dict()["dataset"],
-                "device": "" if config.executor.device == "auto" else config.executor.device}
+        return DataSpec(config.to_dict()["dataset"], config.seed,
+                        "" if config.executor.device == "auto" else config.executor.device)
 
-    def _start(self, ids: list[int]) -> list[dict[str, Any]]:
+    def _start(self, ids: list[int]) -> list[Task]:
         """Mark evaluations running (attempt + 1) and make their tasks."""
         self.store.mark_running(ids)
         return [self._task(i) for i in ids]
 
-    def _task(self, individual_id: int) -> dict[str, Any]:
+    def _task(self, individual_id: int) -> Task:
         row = self.store.individual(individual_id)
         parent = row.parents[0] if row.parents else None
         parent_file = self.store.weights_file(parent) if parent is not None else None
-        config = self.config
-        return {"id": row.id, "genome": row.genome, "arch_hash": row.arch_hash, "seed": row.seed,
-                "parent_weights": str(parent_file) if parent_file else None,
-                "inherit": row.inherit, **self.data_spec,
-                "fitness": {"name": config.fitness.name, "params": config.fitness.params},
-                "weights_out": str(self.store.weights_file(row.id)),
-                **({"flops": self.flops[row.id]} if row.id in self.flops else {}),
-                "run_dir": str(self.store.run_dir)}
+        spec, fitness = self.data_spec, self.config.fitness
+        return Task(id=row.id, genome=row.genome, seed=row.seed, dataset=spec.dataset,
+                    data_seed=spec.data_seed, device=spec.device, fitness=fitness.name,
+                    fitness_params=fitness.params, arch_hash=row.arch_hash,
+                    parent_weights=str(parent_file) if parent_file else None,
+                    inherit=row.inherit, weights_out=str(self.store.weights_file(row.id)),
+                    flops=self.flops.get(row.id), run_dir=str(self.store.run_dir))
 
-    def _take(self, result: dict[str, Any]) -> bool:
+    def _take(self, result: TaskResult) -> bool:
         """Record a result, or say it is to be retried (a failure, with attempts left, that
         may be transient: never a full disk, which stops the run)."""
-        if result["id"] not in self.batch_of:  # its batch is told: an executor's echo
-            log.warning("ignored a second result for evaluation %s", result["id"])
+        if result.id not in self.batch_of:  # its batch is told: an executor's echo
+            log.warning("ignored a second result for evaluation %s", result.id)
             return False
-        attempt = self.store.evaluation(result["id"]).attempt
-        if (result["status"] == "failed" and attempt <= self.config.executor.retries
-                and not is_disk_full(result.get("error"))):
-            log.warning("evaluation %s failed (attempt %d): %s", result["id"], attempt,
-                        result["error"])
+        attempt = self.store.evaluation(result.id).attempt
+        if (result.status == "failed" and attempt <= self.config.executor.retries
+                and not is_disk_full(result.error)):
+            log.warning("evaluation %s failed (attempt %d): %s", result.id, attempt,
+                        result.error)
             return True
         self._record(result)
-        self.open[self.batch_of[result["id"]]].discard(result["id"])
+        self.open[self.batch_of[result.id]].discard(result.id)
         return False
 
-    def _record(self, result: dict[str, Any]) -> None:
-        if result["status"] == "failed" and is_disk_full(result.get("error")):
+    def _record(self, result: TaskResult) -> None:
+        if result.status == "failed" and is_disk_full(result.error):
             # not the candidate's fault: stop, leaving it pending so a resume re-runs it
-            self.store.mark_pending([result["id"]])
-            raise disk_full_error(self.store.run_dir, result["error"])
-        weights = result.get("weights")
-        if weights:
-            weights = os.path.relpath(weights, self.store.run_dir)
-        self.store.record_result(result["id"], result["status"], result["fitness"],
-                                 result["metrics"], error=result.get("error"), weights=weights,
-                                 inherited=result.get("inherited"),
-                                 wall_time=result.get("wall_time"))
-        if result["status"] != "completed":
-            log.warning("evaluation %s %s: %s", result["id"], result["status"],
-                        result.get("error") or result["metrics"].get("reason"))
-        self.progress.record(result["id"], result["status"], result["fitness"],
-                             result["metrics"])
+            self.store.mark_pending([result.id])
+            raise disk_full_error(self.store.run_dir, result.error)
+        weights = os.path.relpath(result.weights, self.store.run_dir) if result.weights else None
+        self.store.record_result(result.id, result.status, result.fitness, result.metrics,
+                                 error=result.error, weights=weights,
+                                 inherited=result.inherited, wall_time=result.wall_time)
+        if result.status != "completed":
+            log.warning("evaluation %s %s: %s", result.id, result.status,
+                        result.error or result.metrics.get("reason"))
+        self.progress.record(result.id, result.status, result.fitness, result.metrics)
         self.progress.update()
 
     def _tell(self, batch: int) -> None:

@@ -3,8 +3,8 @@ failures — a rich panel on a terminal, one log line per evaluation otherwise (
 
 The figures are read from the store once, when the view starts (a resumed run goes on from
 its counts and its best), and then kept up to date from each result the driver records: asking
-the store after every result meant two scans of the whole evaluations table per result, a cost
-growing with the run (about 0.3 ms of the driver's CPU a candidate at 300 evaluations)."""
+the store after every result would mean two scans of the whole evaluations table per result, a
+cost growing with the run (figures: docs/performance.md)."""
 
 from __future__ import annotations
 

@@ -15,13 +15,14 @@ from typing import Any
 import numpy as np
 
 from .. import meta as _meta  # noqa: F401  (registers meta-learner strategies and fitness)
-from ..compile.training.fitness import FITNESS, make_fitness
+from ..compile.training.fitness import FITNESS, make_fitness, takes_run_space
 from ..data.datasets import Dataset, load_dataset
 from ..errors import ConfigError, EvographError, InvalidGenome
 from ..genome.space import SearchSpace, get_space
 from ..selection import make_strategy
 from ..selection.base import Variation
 from .config import RunConfig
+from .execute.executors import check_options
 
 OBJECTIVE_KEYS = ("params", "flops", "train_time")
 
@@ -69,18 +70,13 @@ def split_objectives(config: RunConfig, source: str) -> tuple[dict[str, Any], tu
     return params, tuple(objectives)
 
 
-SPACE_KEYS = ("space", "space_overrides")
-
-
 def with_run_space(config: RunConfig, source: str = "config") -> RunConfig:
     """The config with [fitness] completed by the run's [space] where its generator is sized
-    for the search space (fields ``space`` and ``space_overrides``: SMASH's hypernetwork), so
+    for the search space (it declares ``takes_run_space``: SMASH's hypernetwork), so
     the space is written once: a key [fitness] leaves out is taken from [space]. Keys that
     describe another space are refused — a hypernetwork sized and trained for other genomes
     would rank these ones wrongly; other spellings of the same space are kept."""
-    generator = FITNESS.get(config.fitness.name)
-    if not (dataclasses.is_dataclass(generator)
-            and set(SPACE_KEYS) <= {f.name for f in dataclasses.fields(generator)}):
+    if not takes_run_space(FITNESS.get(config.fitness.name)):
         return config
     params = dict(config.fitness.params)
     params.setdefault("space", config.space.name)
@@ -115,6 +111,10 @@ def resolve(config: RunConfig, source: str = "config", complete: bool = True) ->
     if complete:
         config = with_run_space(config, source)
     space = resolve_space(config, source)
+    try:
+        check_options(config.executor)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
     try:
         fitness = make_fitness(config.fitness.name, config.fitness.params)
     except ValueError as exc:

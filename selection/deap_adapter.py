@@ -1,6 +1,6 @@
 """A thin adapter over DEAP's selection tools (``deap.tools``), the only module that touches DEAP.
 
-Why an adapter (DESIGN.md, principles 2 and 4):
+Why an adapter (docs/design.md, principles 2 and 4):
 
 * DEAP draws from Python's *global* ``random``. Every call here runs inside :func:`seeded_random`,
   which seeds ``random`` from *our* ``numpy.random.Generator`` and restores the global state

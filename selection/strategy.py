@@ -239,9 +239,9 @@ class Strategy:
     def keep_genomes_by_id(self, lookup: Callable[[int], Any] | None) -> None:
         """Let saved states leave genomes out, where something else keeps every proposal's
         genome under its id — a run's store does (members are told proposals, so their ids are
-        its individuals' ids). Writing the genomes again into every saved state cost a run with
-        the LSE paper's population of 1,000 about 30 ms and 0.4 MB of JSON twice per batch;
-        with a ``lookup`` (id → genome) states carry ids and loading reads genomes through it.
+        its individuals' ids). Writing the genomes again into every saved state costs a big
+        population real time and JSON twice per batch (figures: docs/performance.md); with a
+        ``lookup`` (id → genome) states carry ids and loading reads genomes through it.
         ``None`` makes states self-contained again; a state with genomes loads either way."""
         self._stored_genomes = lookup
 

@@ -51,10 +51,72 @@ class Score:
 
 
 class FitnessGenerator(Protocol):
+    """The required part: a ``name`` (set by :func:`register_fitness`) and ``score``.
+
+    Optional declarations, read through the functions below (a generator that declares
+    nothing gets their defaults, so a plug-in written against the two lines above still runs):
+
+    * ``needs_module: ClassVar[bool] = True`` — whether the worker must build the genome's
+      module, inherit its parent's weights into it and save it after scoring. False (a table
+      lookup) skips all three: no module, no weights file.
+    * ``batched: ClassVar[bool] = False`` — whether tasks sharing an architecture may be
+      trained together by ``score_batched`` (:mod:`evograph.compile.training.batched`); such a
+      generator also has ``schedule(genome, data) -> (batch size, steps)`` and reports
+      ``train_time`` and ``loss_curve``, whose per-step times feed the batching rule. Read from
+      the class's *own* namespace, never inherited: a subclass scores differently (another
+      optimizer, generated kernels), so it must declare batching itself.
+    * ``takes_run_space: ClassVar[bool] = False`` — whether its ``space`` and
+      ``space_overrides`` parameters are completed from the run's [space]
+      (:func:`evograph.runs.setup.with_run_space`): a generator sized for the search space.
+    * ``bind_run(run_dir)`` — called by the worker with the run directory before scoring, for
+      a generator that keeps files there (ENAS's shared weights).
+    * ``example(folder) -> dict`` (a classmethod) — the smallest working setup, for the
+      fitness-generator contract test: ``{"space": name, "space_overrides": {...},
+      "params": {...}}`` (files it needs made under ``folder``); default: the ``mlp`` space
+      and default parameters.
+    """
+
     name: str
 
     def score(self, module: nn.Module, genome: Genome, data: Splits, *, seed: int,
               device: torch.device) -> Score: ...
+
+
+def _class(generator: Any) -> type:
+    return generator if isinstance(generator, type) else type(generator)
+
+
+def needs_module(generator: Any) -> bool:
+    """Whether the worker builds, inherits and saves a module for ``generator`` (a class or an
+    instance); default True."""
+    return bool(getattr(generator, "needs_module", True))
+
+
+def trains_batched(generator: Any) -> bool:
+    """Whether ``generator`` (a class or an instance) declares ``batched`` itself; default
+    False (see :class:`FitnessGenerator`)."""
+    return bool(vars(_class(generator)).get("batched", False))
+
+
+def takes_run_space(generator: Any) -> bool:
+    """Whether the run's [space] completes ``generator``'s parameters; default False."""
+    return bool(getattr(generator, "takes_run_space", False))
+
+
+def bind_run(generator: Any, run_dir: str) -> None:
+    """Tell ``generator`` its run directory, if it has a ``bind_run`` hook and there is one."""
+    hook = getattr(generator, "bind_run", None)
+    if run_dir and callable(hook):
+        hook(run_dir)
+
+
+DEFAULT_EXAMPLE: dict[str, Any] = {"space": "mlp", "space_overrides": {}, "params": {}}
+
+
+def example(generator: Any, folder: Any) -> dict[str, Any]:
+    """The generator's smallest working setup (see :class:`FitnessGenerator`)."""
+    declared = getattr(_class(generator), "example", None)
+    return {**DEFAULT_EXAMPLE, **(declared(folder) if callable(declared) else {})}
 
 
 FITNESS: dict[str, Callable[..., FitnessGenerator]] = {}

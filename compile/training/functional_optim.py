@@ -8,7 +8,7 @@ hyper-parameters as ``(K,)`` columns broadcast over each row.
 
 Each update mirrors the arithmetic (order of operations, defaults, bias corrections) of the
 single-tensor path of the matching ``torch.optim`` class that :data:`evograph.compile.training.sgd.
-OPTIMIZERS` builds, so a batched candidate follows the trajectory it would follow alone up to float
+OPTIMIZER_FACTORIES` builds, so a batched candidate follows the trajectory it would follow alone up to float
 rounding; ``tests/compile/test_batched.py`` checks every entry against ``torch.optim``.
 Sources: SGD with momentum (Polyak 1964; PyTorch's formulation), Adam and Adamax (Kingma & Ba
 2015), RMSprop (Tieleman & Hinton 2012), Adagrad (Duchi et al. 2011), Adadelta (Zeiler 2012),

@@ -13,17 +13,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from ...genome.core import Genome
+from ...genome.space import OPTIMIZERS as OPTIMIZER_NAMES
 from ...genome.validate import analyze
 from .fitness import Score, Splits, register_fitness
 
-OPTIMIZERS = {
+# One factory per optimizer gene of the search spaces (genome.space.OPTIMIZERS names them: the one
+# list of names); plug-ins add theirs (the learned optimizer adds ``learned``).
+_BUILT_IN_FACTORIES: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "sgd": lambda p, lr, wd: torch.optim.SGD(p, lr=lr, weight_decay=wd),
     "momentum": lambda p, lr, wd: torch.optim.SGD(p, lr=lr, momentum=0.9, weight_decay=wd),
     "adam": lambda p, lr, wd: torch.optim.Adam(p, lr=lr, weight_decay=wd),
@@ -33,13 +36,14 @@ OPTIMIZERS = {
     "adamax": lambda p, lr, wd: torch.optim.Adamax(p, lr=lr, weight_decay=wd),
     "nadam": lambda p, lr, wd: torch.optim.NAdam(p, lr=lr, weight_decay=wd),
 }
+OPTIMIZER_FACTORIES = {name: _BUILT_IN_FACTORIES[name] for name in OPTIMIZER_NAMES}
 
 
 def make_optimizer(genes: dict[str, Any], params) -> torch.optim.Optimizer:
     name = genes.get("optimizer", "sgd")
-    if name not in OPTIMIZERS:
+    if name not in OPTIMIZER_FACTORIES:
         raise ValueError(f"unknown optimizer gene {name!r}")
-    return OPTIMIZERS[name](params, float(genes["learning_rate"]),
+    return OPTIMIZER_FACTORIES[name](params, float(genes["learning_rate"]),
                             float(genes.get("weight_decay", 0.0)))
 
 
@@ -75,8 +79,8 @@ def _shift(x: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
 
     One gather from the zero-padded input: sample i's output pixel (r, c) is padded pixel
     (r + dy_i, c + dx_i), i.e. flat index r * (W + 2) + c (a fixed grid) plus dy_i * (W + 2) +
-    dx_i (one start per sample). 2-4x faster than indexing rows and columns separately, which
-    cost ~12% of a small conv net's training step on CPU."""
+    dx_i (one start per sample): far cheaper than indexing rows and columns separately, which
+    took a visible share of a small conv net's training step on CPU (docs/performance.md)."""
     n, c, spatial = x.shape[0], x.shape[1], x.shape[2:]
     if len(spatial) == 1:
         (length,) = spatial
@@ -131,6 +135,7 @@ class SGDTraining:
     label_smoothing: float = 0.0
     grad_clip: float = 0.0
     augment: str = "none"          # "shift": random translations of up to one pixel/step
+    batched: ClassVar[bool] = True   # score_batched trains a group; not inherited (fitness.py)
 
     def __post_init__(self) -> None:
         if not (self.epochs > 0 or self.steps > 0):
@@ -142,6 +147,16 @@ class SGDTraining:
         if self.augment not in AUGMENTATIONS:
             raise ValueError(f"augment: must be one of {', '.join(AUGMENTATIONS)} "
                              f"(got {self.augment!r})")
+
+    @classmethod
+    def example(cls, folder: Any) -> dict[str, Any]:
+        """A few steps (the contract test)."""
+        return {"params": {"steps": 5}}
+
+    def optimizer_for(self, genes: dict[str, Any], params) -> torch.optim.Optimizer:
+        """The optimizer of one training: the genome's optimizer gene (:func:`make_optimizer`).
+        A generator that carries an optimizer of its own (a learned one) supplies it here."""
+        return make_optimizer(genes, params)
 
     def total_steps(self, n_train: int, batch_size: int) -> int:
         if self.steps > 0:
@@ -160,7 +175,7 @@ class SGDTraining:
         batch, steps = self.schedule(genome, data)
         curve = train_steps(module, data, genome.gene, steps, batch, seed, device,
                             self.label_smoothing, self.grad_clip,
-                            augment=AUGMENTATIONS[self.augment])
+                            augment=AUGMENTATIONS[self.augment], make_opt=self.optimizer_for)
         return self.finish(module, genome, data, curve, time.perf_counter() - start, device)
 
     def finish(self, module: nn.Module, genome: Genome, data: Splits, curve: list[float],
@@ -193,7 +208,9 @@ def train_steps(module: nn.Module, data: Splits, genes: dict[str, Any], steps: i
                 seed: int, device: torch.device, label_smoothing: float = 0.0,
                 grad_clip: float = 0.0, points: int = 20,
                 augment: Augmentation | None = None,
-                loss_read_every: int | None = None) -> list[float]:
+                loss_read_every: int | None = None,
+                make_opt: Callable[[dict[str, Any], Any], torch.optim.Optimizer] = make_optimizer,
+                ) -> list[float]:
     """Run ``steps`` minibatch steps; return the mean loss over ~``points`` equal chunks.
     Stops early (last entry non-finite) on a NaN/inf loss.
 
@@ -206,7 +223,7 @@ def train_steps(module: nn.Module, data: Splits, genes: dict[str, Any], steps: i
     non-finite value."""
     read_every = loss_read_every or (1 if torch.device(device).type == "cpu"
                                      else GPU_LOSS_READ_EVERY)
-    optimizer = make_optimizer(genes, module.parameters())
+    optimizer = make_opt(genes, module.parameters())
     gen = torch.Generator().manual_seed(seed)
     n = len(data.x_train)
     x_all, y_all = data.x_train.to(device), data.y_train.to(device)

@@ -198,7 +198,12 @@ class TableFitness:
     metric: str = "val_accuracy"
     maximize: bool = True
     seed_policy: str = "mean"
-    needs_module: ClassVar[bool] = False   # a worker may skip building and saving weights
+    needs_module: ClassVar[bool] = False   # the worker builds no module, writes no weights
+
+    @classmethod
+    def example(cls, folder: Any) -> dict[str, Any]:
+        """The shipped table and its space (the contract test)."""
+        return {"space": "mlp-table"}
 
     def __post_init__(self) -> None:
         if self.key not in TABLE_KEYS:

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ...compile.training.fitness import Score, Splits, register_fitness
-from ...compile.training.sgd import OPTIMIZERS, evaluate, train_steps
+from ...compile.training.sgd import OPTIMIZER_FACTORIES, evaluate, train_steps
 from ...genome.core import Genome
 from ...genome.validate import analyze
 from .supernet import node_keys, pull, shared_weights, tensor_keys
@@ -62,8 +62,8 @@ class ENASFitness:
                    "an integer >= 1"),
                   ("shared_weights", isinstance(self.shared_weights, str), "a path string"),
                   ("share", self.share in ("sliced", "exact"), "sliced or exact"),
-                  ("optimizer", self.optimizer == "genome" or self.optimizer in OPTIMIZERS,
-                   f"genome or one of {', '.join(OPTIMIZERS)}"),
+                  ("optimizer", self.optimizer == "genome" or self.optimizer in OPTIMIZER_FACTORIES,
+                   f"genome or one of {', '.join(OPTIMIZER_FACTORIES)}"),
                   ("learning_rate", _is_real(self.learning_rate) and self.learning_rate >= 0,
                    "a number >= 0"),
                   ("grad_clip", _is_real(self.grad_clip) and self.grad_clip >= 0, "a number >= 0"),
@@ -71,6 +71,12 @@ class ENASFitness:
         for key, ok, what in checks:
             if not ok:
                 raise ValueError(f"{key}: must be {what} (got {getattr(self, key)!r})")
+
+    @classmethod
+    def example(cls, folder: Any) -> dict[str, Any]:
+        """A few steps, the supernet file under ``folder`` (the contract test)."""
+        return {"space": "lse-conv", "space_overrides": {"channels": [4, 8]},
+                "params": {"steps": 3, "shared_weights": "shared.safetensors"}}
 
     def bind_run(self, run_dir: str | Path) -> None:
         """Take relative ``shared_weights`` paths inside ``run_dir`` (called by the worker)."""

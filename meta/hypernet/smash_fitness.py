@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -114,6 +114,15 @@ class HypernetScoring:
     mutations: int = 3
     initial_fraction: float = 0.25
     seed: int = 0
+    takes_run_space: ClassVar[bool] = True    # space, space_overrides: the run's [space]
+
+    @classmethod
+    def example(cls, folder: Any) -> dict[str, Any]:
+        """A tiny hypernetwork, trained for a few steps under ``folder`` (the contract test)."""
+        space = {"space": "lse-conv", "space_overrides": {"channels": [4, 16]}}
+        return {**space, "params": {**space, "path": str(folder), "steps": 4, "block": 8,
+                                    "embed": 16, "z_dim": 16, "hidden": 8, "rounds": 1,
+                                    "batch": 16}}
 
     def __post_init__(self) -> None:
         if not isinstance(self.space_overrides, dict):

@@ -21,6 +21,7 @@ reports how many parameters the hypernetwork needs against the plain network.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -125,6 +126,11 @@ class StaticHypernetTraining(SGDTraining):
     block: int = 16
     z_dim: int = 16
     hidden: int = 16
+
+    @classmethod
+    def example(cls, folder: Any) -> dict[str, Any]:
+        """Tiny generator sizes and a few steps (the contract test)."""
+        return {"params": {"steps": 3, "block": 8, "z_dim": 8, "hidden": 8}}
 
     def __post_init__(self) -> None:
         super().__post_init__()

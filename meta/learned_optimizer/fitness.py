@@ -13,6 +13,8 @@ hand-designed ones (put ``"learned"`` in the space's ``optimizers``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -21,7 +23,7 @@ from ...compile.training.fitness import Score, Splits, register_fitness
 from ...compile.training.sgd import SGDTraining
 from ...errors import EvographError
 from ...genome.core import Genome
-from .lstm import cached_optimizer, configure
+from .lstm import LSTMOptimizer, cached_optimizer, learned_optimizer, save_optimizer
 
 
 @register_fitness("learned-optimizer")
@@ -46,11 +48,23 @@ class LearnedOptimizerTraining(SGDTraining):
             cached_optimizer(self.path)    # missing or invalid file: fail before any training
         except EvographError as exc:
             raise ValueError(f"path: {exc}") from None
-        configure(self.path)               # what the ``learned`` optimizer gene loads
+
+    @classmethod
+    def example(cls, folder: Any) -> dict[str, Any]:
+        """A few steps with an untrained optimizer written under ``folder`` (the contract test:
+        the file format and the wiring, not the optimizer's quality)."""
+        path = save_optimizer(LSTMOptimizer(seed=0), Path(folder) / "untrained.safetensors")
+        return {"params": {"steps": 5, "path": str(path)}}
+
+    def optimizer_for(self, genes: dict[str, Any], params) -> torch.optim.Optimizer:
+        """The gene ``learned`` is the network at ``path`` (passed here, never set process-wide,
+        so two generators with two files never mix); other genes as in :class:`SGDTraining`."""
+        if genes.get("optimizer") == "learned":
+            return learned_optimizer(params, self.path, float(genes.get("weight_decay", 0.0)))
+        return super().optimizer_for(genes, params)
 
     def score(self, module: nn.Module, genome: Genome, data: Splits, *, seed: int,
               device: torch.device) -> Score:
-        configure(self.path)
         trained = genome if self.use_gene else genome.with_genes(optimizer="learned")
         result = super().score(module, trained, data, seed=seed, device=device)
         result.metrics.update(optimizer=trained.gene["optimizer"], learned_optimizer=self.path)

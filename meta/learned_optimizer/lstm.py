@@ -10,7 +10,7 @@ invariant to the order of the coordinates. Its input is the paper's gradient pre
 
 This module holds the network, its save/load (safetensors, the config as JSON metadata, no pickle)
 and :class:`LearnedOptimizer`, the network behind the ``torch.optim.Optimizer`` interface, which
-registers as ``learned`` in :data:`evograph.compile.training.sgd.OPTIMIZERS` so the optimizer gene can
+registers as ``learned`` in :data:`evograph.compile.training.sgd.OPTIMIZER_FACTORIES` so the optimizer gene can
 take it. Meta-training lives in :mod:`.train`, the task families in :mod:`.tasks` and
 the ``learned-optimizer`` fitness generator in :mod:`.fitness`.
 """
@@ -34,13 +34,13 @@ from safetensors.torch import save
 from torch import nn
 
 from ...compile.determinism import seeded_cpu_rng
-from ...compile.training.sgd import OPTIMIZERS
+from ...compile.training.sgd import OPTIMIZER_FACTORIES
 from ...errors import EvographError
 from ...files import atomic_write_bytes
 
 FORMAT = "evograph-learned-optimizer"
 VERSION = "1"
-PATH_ENV = "EVOGRAPH_LEARNED_OPTIMIZER"   # where the ``learned`` optimizer gene finds its weights
+PATH_ENV = "EVOGRAPH_LEARNED_OPTIMIZER"   # the ``learned`` gene's file under fitness ``sgd``
 
 
 class OptimizerFileError(EvographError):
@@ -221,26 +221,22 @@ class LearnedOptimizer(torch.optim.Optimizer):
         return loss
 
 
-_SETTINGS: dict[str, str | None] = {"path": None}
+def learned_optimizer(params: Iterable, path: str | Path, weight_decay: float = 0.0
+                      ) -> LearnedOptimizer:
+    """The ``learned`` optimizer gene with the network saved at ``path`` (read once per process
+    and file version): what the ``learned-optimizer`` fitness generator trains with."""
+    return LearnedOptimizer(params, cached_optimizer(path), weight_decay=weight_decay)
 
 
-def configure(path: str | Path | None) -> None:
-    """Set the file the ``learned`` optimizer gene loads (the ``learned-optimizer`` fitness
-    generator calls this with its ``path``); None falls back to ``$EVOGRAPH_LEARNED_OPTIMIZER``."""
-    _SETTINGS["path"] = None if path is None else str(path)
-
-
-def configured_path() -> str:
-    path = _SETTINGS["path"] or os.environ.get(PATH_ENV)
+def _learned_factory(params: Iterable, lr: float, wd: float) -> LearnedOptimizer:
+    """The gene ``learned`` under a fitness generator that names no file (plain ``sgd``): the
+    file comes from ``$EVOGRAPH_LEARNED_OPTIMIZER``, read at each use."""
+    path = os.environ.get(PATH_ENV)
     if not path:
         raise OptimizerFileError(
             f"optimizer gene 'learned' needs a trained optimizer: use fitness "
             f"'learned-optimizer' with path = ..., or set ${PATH_ENV}")
-    return path
+    return learned_optimizer(params, path, wd)
 
 
-def _learned_factory(params: Iterable, lr: float, wd: float) -> LearnedOptimizer:
-    return LearnedOptimizer(params, cached_optimizer(configured_path()), weight_decay=wd)
-
-
-OPTIMIZERS["learned"] = _learned_factory
+OPTIMIZER_FACTORIES["learned"] = _learned_factory

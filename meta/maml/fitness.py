@@ -94,6 +94,11 @@ class MAMLFitness:
                                    str(self.root), self.image_size, self.train_characters,
                                    self.download)
 
+    @classmethod
+    def example(cls, folder: Any) -> dict[str, Any]:
+        """A few meta-steps on a few sinusoid tasks (the contract test)."""
+        return {"params": {"meta_steps": 5, "meta_batch": 4, "eval_tasks": 8, "eval_steps": 2}}
+
     def task_shapes(self) -> tuple[tuple[int, ...], int]:
         """(input shape, number of outputs) of the genomes this fitness wants."""
         return tuple(self.tasks.input_shape), int(self.tasks.num_outputs)

@@ -1,7 +1,7 @@
 """Units of work for the executors: single tasks, or groups of tasks that may train together.
 
 Tasks whose candidates share an architecture (``arch_hash``), optimizer, batch size, fitness,
-dataset and device can be trained as one batched population in one worker
+dataset and device, scored by a fitness generator that declares ``batched``, can be trained as one batched population in one worker
 (:mod:`evograph.compile.training.batched`). :func:`plan_units` groups them according to
 ``executor.batched``:
 
@@ -25,34 +25,32 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
+from ...compile.training.fitness import FITNESS, trains_batched
 from ...errors import EvographError
 from ...genome.io import from_dict
 from ...genome.validate import analyze
-from .worker import failed_result
+from .task import Task, TaskResult, failed_result
 
-Task = dict[str, Any]
-Result = dict[str, Any]
 MODES = ("never", "always", "auto")
 
 
 def group_key(task: Task) -> tuple | None:
     """What a task must share with others to train in one batch; None if it cannot batch. The
     driver's ``arch_hash`` hint (the store has it) spares parsing the genome."""
-    fitness = task.get("fitness", {})
-    if fitness.get("name") != "sgd":
+    if not trains_batched(FITNESS.get(task.fitness)):
         return None
     arch_hash, genes = _architecture_and_genes(task)
     if arch_hash is None:
         return None
+    fitness = {"name": task.fitness, "params": task.fitness_params}
     return (arch_hash, genes.get("optimizer"), genes.get("batch_size"),
-            json.dumps(fitness, sort_keys=True), json.dumps(task.get("dataset"), sort_keys=True),
-            task.get("data_seed"), task.get("device") or "")
+            json.dumps(fitness, sort_keys=True), json.dumps(task.dataset, sort_keys=True),
+            task.data_seed, task.device)
 
 
 def _architecture_and_genes(task: Task) -> tuple[str | None, dict]:
-    genome = task.get("genome")
-    hint = task.get("arch_hash")
-    if hint is not None and isinstance(genome, dict) and isinstance(genome.get("genes"), dict):
+    genome, hint = task.genome, task.arch_hash
+    if hint is not None and isinstance(genome.get("genes"), dict):
         return str(hint), genome["genes"]
     try:
         parsed = from_dict(genome)
@@ -98,11 +96,11 @@ def estimated_cost(unit: list[Task]) -> int:
     ``flops`` hint when the driver knows it, else from its genome."""
     total = 0
     for task in unit:
-        if task.get("flops") is not None:
-            total += int(task["flops"])
+        if task.flops is not None:
+            total += task.flops
             continue
         try:
-            total += analyze(from_dict(task["genome"])).flops
+            total += analyze(from_dict(task.genome)).flops
         except (EvographError, KeyError, TypeError, ValueError):
             pass  # an invalid genome fails at once
     return total
@@ -142,7 +140,7 @@ class UnitQueue:
         """Queue ``units`` behind those waiting (an earlier batch finishes first)."""
         self.units.extend(units)
 
-    def fail(self, unit: list[Task], reason: str, worker: str = "") -> list[Result]:
+    def fail(self, unit: list[Task], reason: str, worker: str = "") -> list[TaskResult]:
         """A unit's worker died or timed out: split a group and re-queue its members (they are
         retried alone, so only the culprit fails); a single task is reported failed."""
         if len(unit) > 1:
@@ -150,7 +148,7 @@ class UnitQueue:
             return []
         return [failed_result(unit[0], reason, worker)]
 
-    def drain(self, reason: str) -> list[Result]:
+    def drain(self, reason: str) -> list[TaskResult]:
         """Fail every waiting task (no worker can take them)."""
         results = [failed_result(task, reason) for unit in self.units for task in unit]
         self.units.clear()

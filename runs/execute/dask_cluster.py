@@ -3,8 +3,9 @@
 With ``executor.scheduler`` empty it starts a ``LocalCluster`` of worker *processes* (one thread
 each, one per core or GPU slot, like the ``local`` executor); with an address
 (``scheduler = "tcp://host:8786"``) it connects to an existing scheduler, so the same config
-scales from a laptop to many machines. Workers receive the same plain task dicts and run the same
-:func:`evograph.runs.execute.worker.evaluate_unit` as every other executor, so results are identical.
+scales from a laptop to many machines. Workers receive the same tasks and run the same
+:func:`evograph.runs.execute.worker.evaluate_unit` as every other executor, so results are
+identical.
 
 Fault isolation rests on dask's nannies: a worker that segfaults, is SIGKILLed or exceeds its
 memory is restarted by its nanny, and the scheduler fails the task with ``KilledWorker`` — here
@@ -26,28 +27,27 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from ...devices import worker_devices
 from ...errors import ConfigError
+from ..config import ExecutorConfig
 from .batching import QueueingExecutor, UnitQueue
 from .worker import evaluate_unit
-
-Task = dict[str, Any]
-Result = dict[str, Any]
+from .task import DataSpec, Task, TaskResult
 
 
 class EvographWorkerPlugin(WorkerPlugin):
     """Sets up every (re)started dask worker like a ``local`` pool worker."""
 
     def __init__(self, devices: list[str] | None, memory_limit_mb: int,
-                 preload: Task | None = None):
+                 preload: DataSpec | None = None):
         self.devices, self.memory_limit_mb, self.preload = devices, memory_limit_mb, preload
 
     def setup(self, worker: Any) -> None:
-        from evograph.runs.execute.worker import init_worker  # imports torch before the first task
+        from evograph.runs.execute.process import init_worker  # imports torch before the first task
         device = "auto"
         if self.devices:
             name = str(worker.name)
@@ -69,21 +69,21 @@ class DaskExecutor(QueueingExecutor):
     """Evaluate units on a dask.distributed cluster (see the module docstring)."""
 
     name = "dask"
+    options: ClassVar[tuple[str, ...]] = ("workers", "device", "per_gpu", "timeout_s",
+                                          "memory_limit_mb", "batched", "scheduler")
 
-    def __init__(self, workers: int = 0, device: str = "auto", per_gpu: int = 1,
-                 timeout_s: float = 600.0, memory_limit_mb: int = 0, scheduler: str = "",
-                 batched: str = "never", max_group: int = 16, preload: Task | None = None,
-                 **_: Any):
-        self.timeout_s, self.batched, self.max_group = timeout_s, batched, max_group
+    def __init__(self, config: ExecutorConfig = ExecutorConfig(name="dask", batched="never"),
+                 preload: DataSpec | None = None):
+        self.timeout_s, self.batched = config.timeout_s, config.batched
         self.cluster, devices = None, None
-        if scheduler:
-            self.client = _connect(scheduler)
+        if config.scheduler:
+            self.client = _connect(config.scheduler)
         else:
-            devices = worker_devices(workers, device, per_gpu)
+            devices = worker_devices(config.workers, config.device, config.per_gpu)
             self.cluster = _local_cluster(len(devices))
             self.client = _connect(self.cluster)
-        self.client.register_plugin(EvographWorkerPlugin(devices, memory_limit_mb, preload),
-                                    name="evograph-worker")
+        self.client.register_plugin(EvographWorkerPlugin(devices, config.memory_limit_mb,
+                                                         preload), name="evograph-worker")
         self._slots = max(1, sum(self.client.nthreads().values()))
         self.flight: dict[str, _Flight] = {}
         self._checked, self._no_workers_since = 0.0, None
@@ -92,7 +92,7 @@ class DaskExecutor(QueueingExecutor):
     def slots(self) -> int:
         return self._slots
 
-    def run(self, tasks: list[Task], should_stop: Callable[[], bool]) -> Iterator[Result]:
+    def run(self, tasks: list[Task], should_stop: Callable[[], bool]) -> Iterator[TaskResult]:
         queue = self._start_queue(tasks)
         while queue or self.flight:
             if should_stop():
@@ -121,7 +121,7 @@ class DaskExecutor(QueueingExecutor):
                                     retries=0, workers=[worker], allow_other_workers=False)
         self.flight[key] = _Flight(future, unit, worker)
 
-    def _harvest(self, queue: UnitQueue) -> Iterator[Result]:
+    def _harvest(self, queue: UnitQueue) -> Iterator[TaskResult]:
         deadline = time.monotonic() + 0.2
         while time.monotonic() < deadline and all(f.future.status == "pending"
                                                   for f in self.flight.values()):
@@ -201,7 +201,7 @@ class DaskExecutor(QueueingExecutor):
     def abandon(self) -> list[int]:
         """Cancel in-flight units (their tasks stay pending for a resume); returns task ids.
         On an external cluster, workers running them are restarted to stop the work."""
-        ids = [task["id"] for flight in self.flight.values() for task in flight.unit]
+        ids = [task.id for flight in self.flight.values() for task in flight.unit]
         for flight in self.flight.values():
             if self.cluster is None and flight.deadline is not None:  # seen running there
                 self.client.restart_workers([flight.worker], timeout=120, raise_for_error=False)

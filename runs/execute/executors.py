@@ -1,4 +1,5 @@
-"""Executors: where evaluations run. All take plain task dicts and yield plain result dicts.
+"""Executors: where evaluations run. All take tasks and yield their results
+(:mod:`evograph.runs.execute.task`).
 
 * ``serial`` — in the driver's process (debugging, tests). No isolation: a crash of an
   evaluation is a crash of the driver, and there is no timeout.
@@ -18,11 +19,12 @@
 Every executor has the same interface: ``slots`` (evaluations it runs at once),
 ``run(tasks, should_stop)`` yielding one result per task in completion order, ``submit(tasks)``
 (more tasks for the run being iterated, between two of its results), ``abandon()`` (stop
-in-flight work, returning its task ids) and ``close()``. Options they all accept: ``workers``,
-``device``, ``per_gpu``, ``timeout_s``, ``memory_limit_mb``, ``batched`` (``never|always|auto``,
-see :mod:`evograph.runs.execute.batching`), ``max_group`` and ``preload`` (a task's ``dataset``,
-``data_seed`` and ``device``: workers load that dataset as they start, before the first task);
-unknown options are ignored, so one call constructs any of them.
+in-flight work, returning its task ids) and ``close()``. Each is built by
+:func:`make_executor` from the run's :class:`~evograph.runs.config.ExecutorConfig` and a
+``preload`` :class:`~evograph.runs.execute.task.DataSpec` (workers load that dataset as they
+start, before the first task), and declares in ``options`` the config keys it reads (``batched``:
+``never|always|auto``, see :mod:`evograph.runs.execute.batching`); a key it does not read, set
+to other than its default, is one :class:`ConfigError` naming the key and the executor.
 
 Retries are the driver's business: an executor reports each attempt once.
 """
@@ -37,17 +39,19 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import Any, ClassVar
 
 from ...devices import resolve_device, worker_devices
 from ...errors import ConfigError
+from ..config import ExecutorConfig
 from .batching import QueueingExecutor, UnitQueue
-from .worker import PendingWrite, evaluate_unit, init_worker
+from .worker import evaluate_unit
+from .task import DataSpec, Task, TaskResult
+from .weights import PendingWrite, write_pending
+from .process import init_worker
 
-Task = dict[str, Any]
-Result = dict[str, Any]
 STARTUP_FAILURES = 3     # workers dying before ready in a row: give up on the queued tasks
 QUIET_WAIT_S = 0.25      # longest a pool worker's sender waits for a quiet moment to write
 
@@ -56,24 +60,27 @@ class SerialExecutor(QueueingExecutor):
     """Evaluate tasks one after another in this process (no isolation, no timeout)."""
 
     name = "serial"
+    # workers, timeout_s and memory_limit_mb size and guard a pool: a pool's config switched to
+    # serial for debugging keeps them, and they mean nothing here (one slot, no timeout, no limit)
+    options: ClassVar[tuple[str, ...]] = ("device", "batched", "workers", "timeout_s",
+                                          "memory_limit_mb")
 
-    def __init__(self, device: str = "auto", batched: str = "never", max_group: int = 16,
-                 **_: Any):
-        self.device = worker_devices(1, device, 1)[0]
-        self.batched, self.max_group = batched, max_group
+    def __init__(self, config: ExecutorConfig = ExecutorConfig(name="serial", batched="never"),
+                 preload: DataSpec | None = None):
+        self.device = worker_devices(1, config.device, 1)[0]
+        self.batched = config.batched
         init_worker(1)
 
     @property
     def slots(self) -> int:
         return 1
 
-    def run(self, tasks: list[Task], should_stop: Callable[[], bool]) -> Iterator[Result]:
+    def run(self, tasks: list[Task], should_stop: Callable[[], bool]) -> Iterator[TaskResult]:
         queue = self._start_queue(tasks)
         while queue:
             if should_stop():
                 return
-            unit = queue.pop()
-            unit = [{**t, "device": resolve_device(t.get("device"), self.device)} for t in unit]
+            unit = [t.replace(device=resolve_device(t.device, self.device)) for t in queue.pop()]
             yield from evaluate_unit(unit, self.batched)
 
     def abandon(self) -> list[int]:
@@ -84,7 +91,7 @@ class SerialExecutor(QueueingExecutor):
 
 
 def _worker_main(conn: Connection, device: str, memory_limit_mb: int,
-                 preload: Task | None = None) -> None:
+                 preload: DataSpec | None = None) -> None:
     """Loop of a pool worker: say ready, then for each unit received say it has begun,
     evaluate it and hand its results to the sender thread (:func:`_send_results`), which
     writes their weights and sends them while this thread goes on to the next unit; None stops
@@ -93,8 +100,8 @@ def _worker_main(conn: Connection, device: str, memory_limit_mb: int,
     ``quiet`` is set while this thread trains or waits for a unit, and the sender writes only
     then (or after :data:`QUIET_WAIT_S`): Python threads share one interpreter lock, and a
     write's Python work (the state dict, the serialisation, the file calls) taking it while
-    this thread receives, parses, builds and inherits the next candidate made those 0.4 ms
-    slower per candidate; inside training the lock is free most of the time (kernels)."""
+    this thread receives, parses, builds and inherits the next candidate slows those steps
+    (docs/performance.md); inside training the lock is free most of the time (kernels)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver handles Ctrl-C for everyone
     sending, outbox, quiet = threading.Lock(), queue.SimpleQueue(), threading.Event()
     sender = threading.Thread(target=_send_results, args=(conn, sending, outbox, quiet),
@@ -114,7 +121,7 @@ def _worker_main(conn: Connection, device: str, memory_limit_mb: int,
         if message is None:
             break
         with sending:  # said before the work starts, so a crash is charged to this unit
-            conn.send({"begun": [task["id"] for task in message["unit"]]})
+            conn.send({"begun": [task.id for task in message["unit"]]})
         deferred: list[PendingWrite] = []
         results = evaluate_unit(message["unit"], message["mode"], deferred, quiet.set)
         quiet.clear()
@@ -133,8 +140,7 @@ def _send_results(conn: Connection, sending: threading.Lock, outbox: queue.Simpl
         writes, results = item
         if writes:
             quiet.wait(QUIET_WAIT_S)
-        for write in writes:
-            write.run()
+        results = write_pending(writes, results)
         with sending:
             try:
                 conn.send(results)
@@ -195,13 +201,14 @@ class LocalExecutor(QueueingExecutor):
     """A supervised pool of spawned worker processes (see the module docstring)."""
 
     name = "local"
+    options: ClassVar[tuple[str, ...]] = ("workers", "device", "per_gpu", "timeout_s",
+                                          "memory_limit_mb", "batched")
 
-    def __init__(self, workers: int = 0, device: str = "auto", per_gpu: int = 1,
-                 timeout_s: float = 600.0, memory_limit_mb: int = 0, batched: str = "never",
-                 max_group: int = 16, preload: Task | None = None, **_: Any):
-        self.devices = worker_devices(workers, device, per_gpu)
-        self.timeout_s, self.memory_limit_mb, self.preload = timeout_s, memory_limit_mb, preload
-        self.batched, self.max_group = batched, max_group
+    def __init__(self, config: ExecutorConfig = ExecutorConfig(batched="never"),
+                 preload: DataSpec | None = None):
+        self.devices = worker_devices(config.workers, config.device, config.per_gpu)
+        self.timeout_s, self.memory_limit_mb = config.timeout_s, config.memory_limit_mb
+        self.preload, self.batched = preload, config.batched
         self.ctx = mp.get_context("spawn")
         self.startup_failures = 0
         self.pool: list[_Worker] = [self._start(d, i) for i, d in enumerate(self.devices)]
@@ -225,7 +232,7 @@ class LocalExecutor(QueueingExecutor):
         index = self.pool.index(worker)
         self.pool[index] = self._start(worker.device, index)
 
-    def run(self, tasks: list[Task], should_stop: Callable[[], bool]) -> Iterator[Result]:
+    def run(self, tasks: list[Task], should_stop: Callable[[], bool]) -> Iterator[TaskResult]:
         queue = self._start_queue(tasks)
         while queue or any(w.units for w in self.pool):
             if should_stop():
@@ -252,13 +259,13 @@ class LocalExecutor(QueueingExecutor):
                 if len(worker.units) == 1:
                     worker.start_clock(time.monotonic(), self.timeout_s)
 
-    def _collect(self, queue: UnitQueue, timeout: float) -> Iterator[Result]:
+    def _collect(self, queue: UnitQueue, timeout: float) -> Iterator[TaskResult]:
         waitables = [w.conn for w in self.pool] + [w.process.sentinel for w in self.pool]
         ready = set(wait(waitables, timeout))
         for worker in list(self.pool):
             yield from self._check(worker, ready, queue)
 
-    def _check(self, worker: _Worker, ready: set, queue: UnitQueue) -> Iterator[Result]:
+    def _check(self, worker: _Worker, ready: set, queue: UnitQueue) -> Iterator[TaskResult]:
         if worker.conn in ready:
             yield from self._receive(worker)
         if worker.process.sentinel in ready or not worker.process.is_alive():
@@ -270,7 +277,7 @@ class LocalExecutor(QueueingExecutor):
             yield from queue.fail(unit, f"timeout after {self.timeout_s * len(unit):.0f} s",
                                   worker.name)
 
-    def _receive(self, worker: _Worker) -> Iterator[Result]:
+    def _receive(self, worker: _Worker) -> Iterator[TaskResult]:
         """Every message the worker has sent so far: ready, begun, or a unit's results."""
         try:
             while True:
@@ -281,13 +288,13 @@ class LocalExecutor(QueueingExecutor):
                     worker.on_begun(time.monotonic(), self.timeout_s)
                 elif isinstance(message, list):
                     worker.on_results(time.monotonic(), self.timeout_s)
-                    yield from ({**r, "worker": worker.name} for r in message)
+                    yield from (r.replace(worker=worker.name) for r in message)
                 if not worker.conn.poll():
                     return
         except (EOFError, OSError):
             return  # died while sending: the death check handles it
 
-    def _died(self, worker: _Worker, queue: UnitQueue) -> Iterator[Result]:
+    def _died(self, worker: _Worker, queue: UnitQueue) -> Iterator[TaskResult]:
         worker.process.join(2.0)  # the pipe may report the death before the exit is reaped
         reason = f"worker died ({_death_reason(worker.process.exitcode)})"
         unit, was_ready = worker.unit, worker.ready
@@ -313,7 +320,7 @@ class LocalExecutor(QueueingExecutor):
         ids = []
         for worker in list(self.pool):
             if worker.units:
-                ids += [task["id"] for unit in worker.units for task in unit]
+                ids += [task.id for unit in worker.units for task in unit]
                 self._replace(worker)
         return ids
 
@@ -351,15 +358,37 @@ def _death_reason(code: int | None) -> str:
     return f"exit code {code}"
 
 
-EXECUTORS: dict[str, Callable[..., Any]] = {"serial": SerialExecutor, "local": LocalExecutor}
+EXECUTORS: dict[str, type] = {"serial": SerialExecutor, "local": LocalExecutor}
+# the driver's keys of [executor], read by no executor
+DRIVER_OPTIONS = ("name", "retries", "batch", "pipeline")
 
 
-def make_executor(name: str, **options: Any):
-    """Construct the executor registered as ``name`` (``dask`` is imported on first use)."""
+def executor_class(name: str) -> type:
+    """The executor registered as ``name`` (``dask`` is imported and registered on first use);
+    an unknown name is one ConfigError line."""
     if name == "dask" and "dask" not in EXECUTORS:
         from .dask_cluster import DaskExecutor  # dask is imported on first use
         EXECUTORS["dask"] = DaskExecutor
     if name not in EXECUTORS:
         raise ConfigError(f"executor.name: unknown executor {name!r} "
                           f"(known: {', '.join(sorted(set(EXECUTORS) | {'dask'}))})")
-    return EXECUTORS[name](**options)
+    return EXECUTORS[name]
+
+
+def check_options(config: ExecutorConfig) -> type:
+    """The class of ``config.name``, once every key of ``config`` it does not read is at its
+    default; else one ConfigError line naming the key and the executor."""
+    cls = executor_class(config.name)
+    default = ExecutorConfig()
+    for spec in fields(ExecutorConfig):
+        key, value = spec.name, getattr(config, spec.name)
+        if key not in DRIVER_OPTIONS + tuple(cls.options) and value != getattr(default, key):
+            raise ConfigError(f"executor.{key}: the {config.name} executor does not use it "
+                              f"(got {value!r}; it reads {', '.join(cls.options)})")
+    return cls
+
+
+def make_executor(config: ExecutorConfig, preload: DataSpec | None = None):
+    """The executor ``config`` describes (see :func:`check_options`), its workers loading
+    ``preload`` as they start."""
+    return check_options(config)(config, preload)

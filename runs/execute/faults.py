@@ -1,7 +1,7 @@
 """Test-only fault injection: make chosen evaluations crash, hang, run out of memory or diverge.
 
 Nothing here does anything unless the worker's environment has ``EVOGRAPH_FAULT_INJECTION=1``.
-Then an evaluation misbehaves when its task carries ``"fault": KIND`` or when
+Then an evaluation misbehaves when its task's ``fault`` is KIND or when
 ``EVOGRAPH_FAULTS`` names its individual id (or ``*``: every one), e.g.
 ``EVOGRAPH_FAULTS="3=sigkill,5=hang*1"``
 (``*N``: only the first N attempts, counted in files under ``EVOGRAPH_FAULT_STATE``, so a
@@ -24,9 +24,9 @@ import resource
 import signal
 import time
 from pathlib import Path
-from typing import Any
-
 import torch
+
+from .task import Task
 
 KINDS = ("sigkill", "segfault", "oom", "hang", "nan")
 
@@ -35,22 +35,22 @@ def enabled() -> bool:
     return os.environ.get("EVOGRAPH_FAULT_INJECTION") == "1"
 
 
-def with_fault(task: dict[str, Any]) -> dict[str, Any]:
-    """The task with its fault for this attempt settled in ``task["fault"]`` ("" for none), so
+def with_fault(task: Task) -> Task:
+    """The task with its fault for this attempt settled in ``task.fault`` ("" for none), so
     that an attempt counts once however many times the task is looked at. Unchanged unless
     fault injection is enabled."""
-    if not enabled() or "fault" in task and task["fault"] is not None:
+    if not enabled() or task.fault is not None:
         return task
-    return {**task, "fault": _from_env(int(task["id"])) or ""}
+    return task.replace(fault=_from_env(task.id) or "")
 
 
-def fault_for(task: dict[str, Any]) -> str | None:
+def fault_for(task: Task) -> str | None:
     """The fault this evaluation should suffer, or None (always None unless enabled)."""
     if not enabled():
         return None
-    kind = task.get("fault")
+    kind = task.fault
     if kind is None:
-        kind = _from_env(int(task["id"]))
+        kind = _from_env(task.id)
     return kind if kind in KINDS else None
 
 
@@ -77,7 +77,7 @@ def _count_attempt(individual: int, kind: str) -> int:
     return marker.stat().st_size
 
 
-def trigger_process_fault(task: dict[str, Any]) -> None:
+def trigger_process_fault(task: Task) -> None:
     """Crash, hang or exhaust memory now if the task asks for it (``nan`` acts later)."""
     kind = fault_for(task)
     if kind == "sigkill":
@@ -94,7 +94,7 @@ def trigger_process_fault(task: dict[str, Any]) -> None:
         torch.empty(soft // 4 + 1, dtype=torch.float32).fill_(1.0)  # more than the whole limit
 
 
-def apply_module_fault(task: dict[str, Any], module: torch.nn.Module) -> None:
+def apply_module_fault(task: Task, module: torch.nn.Module) -> None:
     """``nan``: poison the candidate's weights so its training loss is non-finite."""
     if fault_for(task) == "nan":
         with torch.no_grad():

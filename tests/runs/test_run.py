@@ -224,5 +224,5 @@ def test_the_driver_hands_executors_the_flops_its_strategy_already_knew(tmp_path
 
     monkeypatch.setattr(batching, "plan_units", record)
     assert run(create_run(tiny_config(), tmp_path / "run"), live=False).finished
-    assert len(seen) == 10 and all("flops" in task for task in seen)
-    assert all(task["flops"] == analyze(from_dict(task["genome"])).flops for task in seen)
+    assert len(seen) == 10 and all(task.flops is not None for task in seen)
+    assert all(task.flops == analyze(from_dict(task.genome)).flops for task in seen)

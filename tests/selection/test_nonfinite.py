@@ -1,4 +1,4 @@
-"""NaN/inf never reach selection (DESIGN.md, reliability): with failed and infeasible results
+"""NaN/inf never reach selection (docs/design.md, reliability): with failed and infeasible results
 mixed in at random, every parent has a finite fitness, best() is finite, populations hold only
 finite fitnesses and nsga2's Pareto front only finite entries."""
 

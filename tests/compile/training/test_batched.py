@@ -14,7 +14,7 @@ from evograph.compile.training.functional_optim import (
     apply_update,
     init_state,
 )
-from evograph.compile.training.sgd import AUGMENTATIONS, OPTIMIZERS, SGDTraining, train_steps
+from evograph.compile.training.sgd import AUGMENTATIONS, OPTIMIZER_FACTORIES, SGDTraining, train_steps
 from evograph.data.datasets import load_dataset
 from evograph.genome import Genome, Node
 from evograph.genome.space import get_space
@@ -101,7 +101,7 @@ def test_functional_update_matches_torch_optim(name):
     stacked = [torch.stack(rows).clone()]
     state = init_state(name, stacked)
     singles = [row.clone().requires_grad_(True) for row in rows]
-    optims = [OPTIMIZERS[name]([p], lr, wd) for p, lr, wd in zip(singles, lrs, wds)]
+    optims = [OPTIMIZER_FACTORIES[name]([p], lr, wd) for p, lr, wd in zip(singles, lrs, wds)]
     for step in range(1, 5):
         grads = [torch.randn(5, 3, generator=gen) for _ in lrs]
         for p, g, opt in zip(singles, grads, optims):
@@ -124,7 +124,7 @@ def test_both_fused_adam_strategies_follow_torch_adam_with_a_reused_gradient_buf
     lr, wd = (torch.tensor(v, dtype=torch.float64) for v in (lrs, wds))
     base = [torch.randn(3, 4, 6, generator=gen), torch.randn(3, 4, generator=gen)]
     singles = [[t[k].clone().requires_grad_(True) for t in base] for k in range(3)]
-    optims = [OPTIMIZERS["adam"](ps, lr_k, wd_k) for ps, lr_k, wd_k in zip(singles, lrs, wds)]
+    optims = [OPTIMIZER_FACTORIES["adam"](ps, lr_k, wd_k) for ps, lr_k, wd_k in zip(singles, lrs, wds)]
     by_row, by_direction = [t.clone() for t in base], [t.clone() for t in base]
     states = [init_state("adam", by_row), init_state("adam", by_direction)]
     buffers = [torch.empty_like(t) for t in base]
@@ -172,7 +172,7 @@ def test_functional_update_does_not_depend_on_memory_layout(name):
 
 def test_every_optimizer_gene_of_the_spaces_can_batch():
     from evograph.genome.space import OPTIMIZERS as SPACE_OPTIMIZERS
-    assert set(SPACE_OPTIMIZERS) <= set(FUNCTIONAL_OPTIMIZERS) <= set(OPTIMIZERS)
+    assert set(SPACE_OPTIMIZERS) <= set(FUNCTIONAL_OPTIMIZERS) <= set(OPTIMIZER_FACTORIES)
     learned = mlp_genome().with_genes(optimizer="not-functional")
     assert "no functional" in batch_problem([learned, learned])
 

@@ -260,6 +260,8 @@ def test_tiny_run_with_table_fitness_matches_a_direct_ask_tell_loop(tmp_path, sm
         direct.append((proposal.genome.hash, score.status, score.fitness))
     assert stored == direct
     assert all(status == "completed" for _, status, _ in stored)
+    # needs_module = False: the worker built no module, so no weights file was written
+    assert not list((tmp_path / "run").rglob("*.safetensors"))
 
 
 def test_shipped_config_names_a_registered_space_and_generator():

@@ -16,7 +16,7 @@ from evograph.errors import ConfigError
 from evograph.genome.space import get_space
 from evograph.meta.learned_optimizer.lstm import (
     LSTMOptimizer,
-    configure,
+    cached_optimizer,
     load_optimizer,
     save_optimizer,
 )
@@ -44,13 +44,6 @@ meta_lr = 0.01
 meta_iterations = 4
 checkpoint_every = 2
 """
-
-
-@pytest.fixture(autouse=True)
-def _forget_the_configured_file():
-    """The fitness generator sets the process-wide file of the ``learned`` gene: reset it."""
-    yield
-    configure(None)
 
 
 @pytest.fixture
@@ -213,3 +206,14 @@ def test_config_mistakes_are_one_line_naming_key_and_file(tmp_path, capsys, text
                  str(tmp_path / "x.safetensors")]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_each_generator_trains_with_its_own_file(tmp_path):
+    """The file is passed to the optimizer, never set process-wide: two generators made in one
+    process (two runs, a test after a test) each keep theirs."""
+    files = [save_optimizer(LSTMOptimizer(seed=s), tmp_path / f"o{s}.safetensors") for s in (0, 1)]
+    first, second = (make_fitness("learned-optimizer", {"path": str(f), "steps": 2}) for f in files)
+    genes = {"optimizer": "learned", "learning_rate": 0.01}
+    for fitness, path in ((first, files[0]), (second, files[1]), (first, files[0])):
+        opt = fitness.optimizer_for(genes, [torch.nn.Parameter(torch.zeros(2))])
+        assert opt.net is cached_optimizer(path)

@@ -8,13 +8,12 @@ import struct
 import numpy as np
 import pytest
 import torch
-from evograph.compile.training.sgd import OPTIMIZERS, make_optimizer
+from evograph.compile.training.sgd import OPTIMIZER_FACTORIES, make_optimizer
 from evograph.meta.learned_optimizer.lstm import (
     LearnedOptimizer,
     LSTMConfig,
     LSTMOptimizer,
     OptimizerFileError,
-    configure,
     load_optimizer,
     parameter_count,
     preprocess_gradients,
@@ -234,9 +233,8 @@ def test_learned_optimizer_applies_the_network_per_coordinate():
 
 
 def test_learned_is_an_optimizer_gene_value(tmp_path, monkeypatch):
-    assert "learned" in OPTIMIZERS
+    assert "learned" in OPTIMIZER_FACTORIES
     path = save_optimizer(LSTMOptimizer(), tmp_path / "o.safetensors")
-    configure(None)
     monkeypatch.delenv("EVOGRAPH_LEARNED_OPTIMIZER", raising=False)
     genes = {"optimizer": "learned", "learning_rate": 0.01}
     with pytest.raises(OptimizerFileError, match="EVOGRAPH_LEARNED_OPTIMIZER"):

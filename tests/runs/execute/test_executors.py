@@ -20,13 +20,15 @@ import pytest
 import torch
 from evograph.devices import resolve_device, worker_devices
 from evograph.errors import ConfigError
-from evograph.runs.config import load_config
+from evograph.runs.config import ExecutorConfig, load_config
 from evograph.runs.driver import create_run, run
 from evograph.runs.execute import dask_cluster as dask_executor
 from evograph.runs.execute import executors
 from evograph.runs.execute.batching import plan_units
 from evograph.runs.execute.executors import EXECUTORS, make_executor
-from evograph.runs.execute.worker import PendingWrite, evaluate_task
+from evograph.runs.execute.worker import evaluate_task
+from evograph.runs.execute.task import TaskResult
+from evograph.runs.execute.weights import PendingWrite
 from evograph.runs.store import RunStore
 
 from tests.runs.execute.executor_tasks import mixed_tasks, sibling_tasks
@@ -66,7 +68,8 @@ def open_executor(request, name, **options):
     """An executor of every registered kind; dask uses the module's cluster."""
     if name == "dask":
         options["scheduler"] = request.getfixturevalue("dask_cluster")
-    return make_executor(name, workers=2, timeout_s=TIMEOUT_S, **options)
+    options = {"workers": 2, "timeout_s": TIMEOUT_S, "batched": "never", **options}
+    return make_executor(ExecutorConfig(name=name, **options))
 
 
 def children() -> set[int]:
@@ -84,29 +87,15 @@ def children() -> set[int]:
 
 def run_all(executor, tasks):
     results = list(executor.run(tasks, lambda: False))
-    assert sorted(r["id"] for r in results) == sorted(t["id"] for t in tasks)  # once each
-    return {r["id"]: r for r in results}
+    assert sorted(r.id for r in results) == sorted(t.id for t in tasks)  # once each
+    return {r.id: r for r in results}
 
 
 @pytest.fixture(scope="module")
 def reference():
     """The tasks evaluated one by one in this process: what every executor must reproduce."""
     tasks = mixed_tasks(4)
-    return tasks, {t["id"]: evaluate_task(t) for t in tasks}
-
-
-@pytest.mark.slow
-def test_results_equal_across_executors(request, executor_name, reference):
-    tasks, expected = reference
-    executor = open_executor(request, executor_name)
-    try:
-        got = run_all(executor, tasks)
-    finally:
-        executor.close()
-    for i, result in got.items():
-        assert result["status"] == expected[i]["status"] == "completed"
-        assert result["fitness"] == expected[i]["fitness"]
-        assert result["metrics"]["loss_curve"] == expected[i]["metrics"]["loss_curve"]
+    return tasks, {t.id: evaluate_task(t) for t in tasks}
 
 
 @pytest.mark.slow
@@ -121,14 +110,14 @@ def test_tasks_submitted_while_a_run_is_iterated_are_run_by_it(request, executor
             executor.submit(tasks)
         got, later = {}, tasks[1:]
         for result in executor.run(tasks[:1], lambda: False):
-            got[result["id"]] = result
+            got[result.id] = result
             if later:
                 executor.submit(later)
                 later = []
     finally:
         executor.close()
-    assert sorted(got) == sorted(t["id"] for t in tasks)
-    assert {i: r["fitness"] for i, r in got.items()} == {i: r["fitness"]
+    assert sorted(got) == sorted(t.id for t in tasks)
+    assert {i: r.fitness for i, r in got.items()} == {i: r.fitness
                                                          for i, r in expected.items()}
 
 
@@ -136,9 +125,9 @@ def fault_tasks(kinds):
     """One task per fault kind, a sibling group whose middle member crashes, and a clean one."""
     tasks = mixed_tasks(len(kinds) + 1)
     for task, kind in zip(tasks, kinds):
-        task["fault"] = kind
+        tasks[tasks.index(task)] = task.replace(fault=kind)
     group = sibling_tasks(3, start=len(tasks))
-    group[1]["fault"] = "sigkill" if "sigkill" in kinds else "oom"
+    group[1] = group[1].replace(fault="sigkill" if "sigkill" in kinds else "oom")
     return tasks + group
 
 
@@ -155,13 +144,13 @@ def test_fault_isolation(request, executor_name):
     finally:
         executor.close()
     for task in tasks:
-        result, kind = got[task["id"]], task.get("fault")
+        result, kind = got[task.id], task.fault
         if kind is None:
-            assert result["status"] == "completed", (task["id"], result["error"])
+            assert result.status == "completed", (task.id, result.error)
             continue
         status, pattern = FAULTS[kind]
-        assert result["status"] == status, result
-        assert re.search(pattern, result["error"] or result["metrics"].get("reason", "")), result
+        assert result.status == status, result
+        assert re.search(pattern, result.error or result.metrics.get("reason", "")), result
     if executor_name == "dask":   # the module's cluster stays up, its dead workers replaced
         assert len(children()) <= len(before)
     else:
@@ -171,10 +160,10 @@ def test_fault_isolation(request, executor_name):
 @pytest.mark.slow
 def test_local_executor_reports_a_hang_and_replaces_the_worker():
     [task] = mixed_tasks(1)
-    executor = make_executor("local", workers=1, timeout_s=1.0)
+    executor = make_executor(ExecutorConfig(workers=1, timeout_s=1.0, batched="never"))
     try:
-        [result] = run_all(executor, [{**task, "fault": "hang"}]).values()
-        assert result["status"] == "failed" and result["error"] == "timeout after 1 s"
+        [result] = run_all(executor, [task.replace(fault="hang")]).values()
+        assert result.status == "failed" and result.error == "timeout after 1 s"
         assert executor.slots == 1 and executor.pool[0].process.is_alive()
     finally:
         executor.close()
@@ -188,8 +177,8 @@ def test_local_executor_sends_ahead_and_requeues_what_a_dead_worker_never_starte
     tasks = mixed_tasks(4)
     [first], *_ = plan_units(tasks, "never", 1, 16)       # the unit dispatched first
     tasks.insert(0, tasks.pop(tasks.index(first)))
-    tasks[0]["fault"] = "sigkill"
-    executor = make_executor("local", workers=1, timeout_s=TIMEOUT_S)
+    tasks[0] = tasks[0].replace(fault="sigkill")
+    executor = make_executor(ExecutorConfig(workers=1, timeout_s=TIMEOUT_S, batched="never"))
     held, dispatch = [], executor._dispatch
 
     def watch(queue) -> None:          # how many units the worker holds after each dispatch
@@ -198,26 +187,26 @@ def test_local_executor_sends_ahead_and_requeues_what_a_dead_worker_never_starte
 
     executor._dispatch = watch
     try:
-        got = {r["id"]: r for r in executor.run(tasks, lambda: False)}
+        got = {r.id: r for r in executor.run(tasks, lambda: False)}
     finally:
         executor.close()
     assert max(held) == 2                                  # a unit was sent ahead
-    assert got[tasks[0]["id"]]["status"] == "failed"
-    assert "worker died" in got[tasks[0]["id"]]["error"]
-    assert [got[t["id"]]["status"] for t in tasks[1:]] == ["completed"] * 3
-    assert sorted(got) == sorted(t["id"] for t in tasks)
+    assert got[tasks[0].id].status == "failed"
+    assert "worker died" in got[tasks[0].id].error
+    assert [got[t.id].status for t in tasks[1:]] == ["completed"] * 3
+    assert sorted(got) == sorted(t.id for t in tasks)
 
 
 def test_a_result_leaves_its_worker_only_with_its_weights_on_disk(tmp_path):
     """Pool workers write weights on a sender thread while the next unit runs; a result the
     supervisor receives must already have its weights file (children inherit from it)."""
-    tasks = [{**t, "weights_out": str(tmp_path / f"{t['id']}.safetensors")}
+    tasks = [t.replace(weights_out=str(tmp_path / f"{t.id}.safetensors"))
              for t in mixed_tasks(6)]
-    executor = make_executor("local", workers=1, timeout_s=TIMEOUT_S)
+    executor = make_executor(ExecutorConfig(workers=1, timeout_s=TIMEOUT_S, batched="never"))
     try:
         for result in executor.run(tasks, lambda: False):
-            assert result["status"] == "completed"
-            assert os.path.getsize(result["weights"]) > 0  # on disk when it arrives
+            assert result.status == "completed"
+            assert os.path.getsize(result.weights) > 0  # on disk when it arrives
     finally:
         executor.close()
 
@@ -226,19 +215,19 @@ def test_a_death_is_charged_to_the_unit_running_not_to_one_whose_weights_are_bei
         tmp_path):
     """A finished unit whose results are unsent when its worker dies (its weights still being
     written) runs again, uncharged; the unit that was running is the one that failed."""
-    tasks = [{**t, "weights_out": str(tmp_path / f"{t['id']}.safetensors")}
+    tasks = [t.replace(weights_out=str(tmp_path / f"{t.id}.safetensors"))
              for t in mixed_tasks(2)]
-    order = [unit[0]["id"] for unit in plan_units(tasks, "never", 1, 16)]
-    crashing = next(t for t in tasks if t["id"] == order[1])  # begins as the first finishes
-    crashing["fault"] = "sigkill"
-    executor = make_executor("local", workers=1, timeout_s=TIMEOUT_S)
+    order = [unit[0].id for unit in plan_units(tasks, "never", 1, 16)]
+    crashing = next(i for i, t in enumerate(tasks) if t.id == order[1])  # begins as the
+    tasks[crashing] = tasks[crashing].replace(fault="sigkill")          # first finishes
+    executor = make_executor(ExecutorConfig(workers=1, timeout_s=TIMEOUT_S, batched="never"))
     try:
         got = run_all(executor, tasks)
     finally:
         executor.close()
-    assert got[order[0]]["status"] == "completed"
-    assert os.path.getsize(got[order[0]]["weights"]) > 0
-    assert got[order[1]]["status"] == "failed" and "worker died" in got[order[1]]["error"]
+    assert got[order[0]].status == "completed"
+    assert os.path.getsize(got[order[0]].weights) > 0
+    assert got[order[1]].status == "failed" and "worker died" in got[order[1]].error
 
 
 def test_a_sender_writes_once_its_worker_is_quiet_or_has_waited_long_enough(tmp_path,
@@ -255,7 +244,7 @@ def test_a_sender_writes_once_its_worker_is_quiet_or_has_waited_long_enough(tmp_
 
     def unit(name: str):
         path = str(tmp_path / f"{name}.safetensors")
-        result = {"id": name, "status": "completed", "weights": path}
+        result = TaskResult(len(name), "completed", weights=path)
         return PendingWrite(result, torch.nn.Linear(2, 2), path, {}), result
 
     write, result = unit("busy")
@@ -305,7 +294,7 @@ def test_supervisor_knows_which_unit_runs_whatever_order_messages_arrive(begun_f
 def test_a_worker_pays_torch_one_time_imports_before_its_first_task():
     """torch.optim's first step imports torch._dynamo (~1.5 s): init_worker does it up front, so
     no candidate's training time carries it."""
-    code = ("import sys; from evograph.runs.execute.worker import init_worker; "
+    code = ("import sys; from evograph.runs.execute.process import init_worker; "
             "assert 'torch._dynamo' not in sys.modules; init_worker(1, 'cpu'); "
             "assert 'torch._dynamo' in sys.modules; print('warm')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -317,10 +306,11 @@ def test_a_worker_loads_the_run_dataset_before_its_first_task():
     """executor option ``preload``: the dataset is resident when the worker says it is ready,
     so the first evaluation does not load it inside its own time."""
     task = mixed_tasks(1)[0]
-    code = ("import json, sys; from evograph.runs.execute import worker as w; "
-            "w.init_worker(1, 'cpu', preload=json.loads(sys.argv[1])); "
+    code = ("import json, sys; from evograph.runs.execute import process as w; "
+            "from evograph.runs.execute.task import DataSpec; "
+            "w.init_worker(1, 'cpu', preload=DataSpec(**json.loads(sys.argv[1]))); "
             "print(w._dataset.cache_info().currsize)")
-    preload = {k: task[k] for k in ("dataset", "data_seed", "device") if k in task}
+    preload = vars(task.data_spec())
     out = subprocess.run([sys.executable, "-c", code, __import__("json").dumps(preload)],
                          capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "1", out.stderr
@@ -346,17 +336,25 @@ def test_dask_pins_one_unit_per_worker_and_requeues_one_whose_worker_is_gone(req
     executor._free_threads = free_threads_once_gone
     give_up = time.monotonic() + 120  # a unit left waiting for the gone worker would hang
     try:
-        got = {r["id"]: r for r in executor.run(tasks, lambda: time.monotonic() > give_up)}
+        got = {r.id: r for r in executor.run(tasks, lambda: time.monotonic() > give_up)}
     finally:
         executor.close()
-    assert sorted(got) == sorted(t["id"] for t in tasks), "a unit never came back"
-    assert {i: (r["status"], r["fitness"]) for i, r in got.items()} == \
-        {i: (r["status"], r["fitness"]) for i, r in expected.items()}
+    assert sorted(got) == sorted(t.id for t in tasks), "a unit never came back"
+    assert {i: (r.status, r.fitness) for i, r in got.items()} == \
+        {i: (r.status, r.fitness) for i, r in expected.items()}
 
 
 def test_unknown_executor_is_one_clear_error():
     with pytest.raises(ConfigError, match="executor.name: unknown executor 'ray'"):
-        make_executor("ray")
+        make_executor(ExecutorConfig(name="ray"))
+
+
+@pytest.mark.parametrize("key, value, name", [("scheduler", "tcp://127.0.0.1:1", "local"),
+                                              ("per_gpu", 2, "serial")])
+def test_an_option_the_executor_does_not_use_is_one_clear_error(key, value, name):
+    config = ExecutorConfig(name=name, **{key: value})
+    with pytest.raises(ConfigError, match=f"^executor.{key}: the {name} executor does not use"):
+        make_executor(config)
 
 
 def test_dask_scheduler_that_cannot_be_reached_is_one_clear_error():
@@ -385,15 +383,16 @@ def test_worker_devices_cpu_and_gpu_slots():
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs CUDA")
 def test_local_executor_on_gpu_slots_matches_cpu_status(reference):
     tasks, expected = reference
-    executor = make_executor("local", workers=0, device="cuda", per_gpu=2, timeout_s=120)
+    executor = make_executor(ExecutorConfig(workers=0, device="cuda", per_gpu=2, timeout_s=120,
+                                            batched="never"))
     try:
         assert all(w.device.startswith("cuda:") for w in executor.pool)
         got = run_all(executor, tasks)
     finally:
         executor.close()
     for i, result in got.items():
-        assert result["status"] == expected[i]["status"] == "completed"
-        assert result["fitness"] == pytest.approx(expected[i]["fitness"], abs=0.05)
+        assert result.status == expected[i].status == "completed"
+        assert result.fitness == pytest.approx(expected[i].fitness, abs=0.05)
 
 
 # -- whole runs ------------------------------------------------------------------------------------

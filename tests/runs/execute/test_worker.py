@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 import torch
-from evograph.runs.execute import worker
+from evograph.runs.execute import weights as worker
 from evograph.runs.execute.worker import evaluate_task
 from safetensors.torch import load_file
 
@@ -21,61 +21,59 @@ def test_a_child_inherits_the_same_weights_whether_the_parent_file_is_read_or_ma
         tmp_path, monkeypatch):
     """Small parent files are read whole, big ones mapped: the child trains from the same
     weights either way, and inherits all of them (IDENTITY child: same genome)."""
-    parent = {**mixed_tasks(1)[0], "weights_out": str(tmp_path / "parent.safetensors")}
-    assert evaluate_task(parent)["status"] == "completed"
+    parent = mixed_tasks(1)[0].replace(weights_out=str(tmp_path / "parent.safetensors"))
+    assert evaluate_task(parent).status == "completed"
     worker.RECENT_WEIGHTS.clear()  # this process wrote the file: read it, not the memory
-    child = {**parent, "id": 1, "seed": 7, "parent_weights": parent["weights_out"],
-             "weights_out": None}
+    child = parent.replace(id=1, seed=7, parent_weights=parent.weights_out, weights_out=None)
     read = evaluate_task(child)
     monkeypatch.setattr(worker, "SMALL_WEIGHTS_BYTES", 0)  # every file counts as big
     mapped = evaluate_task(child)
-    assert read["status"] == mapped["status"] == "completed"
-    assert read["inherited"] == mapped["inherited"]
-    assert read["inherited"]["copied"] and not read["inherited"]["fresh"]
-    assert read["fitness"] == mapped["fitness"]
-    assert read["metrics"]["loss_curve"] == mapped["metrics"]["loss_curve"]
-    fresh = evaluate_task({**child, "parent_weights": None})
-    assert fresh["metrics"]["loss_curve"] != read["metrics"]["loss_curve"]  # it did inherit
+    assert read.status == mapped.status == "completed"
+    assert read.inherited == mapped.inherited
+    assert read.inherited["copied"] and not read.inherited["fresh"]
+    assert read.fitness == mapped.fitness
+    assert read.metrics["loss_curve"] == mapped.metrics["loss_curve"]
+    fresh = evaluate_task(child.replace(parent_weights=None))
+    assert fresh.metrics["loss_curve"] != read.metrics["loss_curve"]  # it did inherit
 
 
 def test_a_weights_write_that_fails_leaves_a_failed_result_naming_no_weights(tmp_path):
     """Written in the evaluation (serial, Dask) or later by a pool worker's sender thread, a
     write that fails (here: its folder is missing) makes the result failed, without a file."""
-    task = {**mixed_tasks(1)[0], "weights_out": str(tmp_path / "missing" / "w.safetensors")}
+    task = mixed_tasks(1)[0].replace(weights_out=str(tmp_path / "missing" / "w.safetensors"))
     inline = evaluate_task(task)
     deferred: list = []
-    later = evaluate_task(task, deferred)
-    assert later["status"] == "completed" and len(deferred) == 1  # not written yet
-    deferred[0].run()
+    pending = evaluate_task(task, deferred)
+    assert pending.status == "completed" and len(deferred) == 1  # not written yet
+    later = deferred[0].run()
     for result in (inline, later):
-        assert result["status"] == "failed" and "FileNotFoundError" in result["error"]
-        assert result["weights"] is None
-    assert worker.RECENT_WEIGHTS.get(task["weights_out"]) is None  # nothing to inherit from
+        assert result.status == "failed" and "FileNotFoundError" in result.error
+        assert result.weights is None
+    assert worker.RECENT_WEIGHTS.get(task.weights_out) is None  # nothing to inherit from
 
 
 def test_a_child_inherits_from_memory_what_it_would_read_from_its_parents_file(tmp_path):
     """The worker that wrote a parent's weights keeps them (RecentWeights): its child trains
     from exactly the weights in the file, and a process without them reads the file."""
-    parent = {**mixed_tasks(1)[0], "weights_out": str(tmp_path / "parent.safetensors")}
+    parent = mixed_tasks(1)[0].replace(weights_out=str(tmp_path / "parent.safetensors"))
     worker.RECENT_WEIGHTS.clear()
-    assert evaluate_task(parent)["status"] == "completed"
-    kept = worker.RECENT_WEIGHTS.get(parent["weights_out"])
-    on_disk = load_file(parent["weights_out"])
+    assert evaluate_task(parent).status == "completed"
+    kept = worker.RECENT_WEIGHTS.get(parent.weights_out)
+    on_disk = load_file(parent.weights_out)
     assert kept is not None and kept.keys() == on_disk.keys()
     assert all(torch.equal(kept[name], on_disk[name]) for name in on_disk)
-    child = {**parent, "id": 1, "seed": 7, "parent_weights": parent["weights_out"],
-             "weights_out": None}
+    child = parent.replace(id=1, seed=7, parent_weights=parent.weights_out, weights_out=None)
     from_memory = evaluate_task(child)
     worker.RECENT_WEIGHTS.clear()
     from_file = evaluate_task(child)
-    assert from_memory["inherited"] == from_file["inherited"]
-    assert from_memory["inherited"]["copied"] and not from_memory["inherited"]["fresh"]
-    assert from_memory["metrics"]["loss_curve"] == from_file["metrics"]["loss_curve"]
-    assert from_memory["fitness"] == from_file["fitness"]
+    assert from_memory.inherited == from_file.inherited
+    assert from_memory.inherited["copied"] and not from_memory.inherited["fresh"]
+    assert from_memory.metrics["loss_curve"] == from_file.metrics["loss_curve"]
+    assert from_memory.fitness == from_file.fitness
     for key in ("build_time", "train_time", "eval_time"):  # where an evaluation's time went
-        assert 0 < from_memory["metrics"][key] < from_memory["wall_time"]
-    gone = {**child, "parent_weights": str(tmp_path / "never-written.safetensors")}
-    assert evaluate_task(gone)["inherited"] is None  # no file, nothing kept: a fresh start
+        assert 0 < from_memory.metrics[key] < from_memory.wall_time
+    gone = child.replace(parent_weights=str(tmp_path / "never-written.safetensors"))
+    assert evaluate_task(gone).inherited is None  # no file, nothing kept: a fresh start
 
 
 def test_recent_weights_keep_the_most_recently_used_within_their_budget():
@@ -125,7 +123,7 @@ def test_a_worker_keeps_freed_memory_for_its_next_candidate():
     33.5 MB per layer)."""
     code = textwrap.dedent("""
         import resource, sys, torch
-        from evograph.runs.execute.worker import init_worker, keep_freed_memory
+        from evograph.runs.execute.process import init_worker, keep_freed_memory
 
         def faults_per_block(times=20):
             before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
