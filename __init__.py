@@ -19,11 +19,12 @@ _LAZY = {
     "load_model": "evograph.runs.export",
     "export": "evograph.runs.export",
     "run": "evograph.runs.api",
+    "resume": "evograph.runs.api",
     "lineage": "evograph.runs.lineage",
 }
 
 __all__ = ["EvographError", "Genome", "InvalidGenome", "Node", "SearchSpace", "build", "export",
-           "get_space", "lineage", "load_model", "register_space", "run", "__version__"]
+           "get_space", "lineage", "load_model", "register_space", "resume", "run", "__version__"]
 
 
 def __getattr__(name: str) -> Any:

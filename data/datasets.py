@@ -16,13 +16,11 @@ import dataclasses
 import functools
 import numbers
 import os
-import pickle
 import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import torch
@@ -30,6 +28,8 @@ from sklearn.model_selection import train_test_split
 
 from ..errors import DatasetError
 from .digits import digits
+from .numpy_pickle import NumpyOnlyUnpickler
+from .preprocess import Preprocess
 
 DEFAULT_ROOT = Path("~/.cache/evograph/datasets").expanduser()
 _FETCH_HINT = "pass download=True (--set dataset.download=true) to fetch it"
@@ -38,7 +38,8 @@ _GLOBAL_RNG_LOCK = threading.Lock()  # mnist1d reseeds the process-wide RNGs: on
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """A dataset split three ways: inputs ``(N, *input_shape)`` float32, labels ``(N,)`` int64."""
+    """A dataset split three ways: inputs ``(N, *input_shape)`` float32, labels ``(N,)`` int64;
+    ``preprocess`` says how raw samples become those inputs (None: unknown, e.g. hand-made)."""
 
     name: str
     x_train: torch.Tensor
@@ -49,6 +50,7 @@ class Dataset:
     y_test: torch.Tensor
     input_shape: tuple[int, ...]
     num_classes: int
+    preprocess: Preprocess | None = None
 
     def __post_init__(self) -> None:
         """Refuse inconsistent splits early, before a training loop fails far from the cause."""
@@ -73,10 +75,15 @@ class Dataset:
             torch.cuda.synchronize(device)
         return dataclasses.replace(self, **moved)
 
-    def describe(self) -> str:
-        """One line for logs and the CLI: name, input shape, classes and split sizes."""
-        return (f"{self.name}: input {self.input_shape}, {self.num_classes} classes, "
-                f"train {len(self.y_train)} / val {len(self.y_val)} / test {len(self.y_test)}")
+    def describe(self) -> dict:
+        """What a run stores about its data (JSON): a one-line ``summary`` for logs and the CLI,
+        the split sizes, and the ``preprocess`` record that exports ship (None if unknown)."""
+        sizes = {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
+        summary = (f"{self.name}: input {self.input_shape}, {self.num_classes} classes, "
+                   f"train {sizes['train']} / val {sizes['val']} / test {sizes['test']}")
+        return {"summary": summary, "name": self.name, "input_shape": list(self.input_shape),
+                "num_classes": self.num_classes, "splits": sizes,
+                "preprocess": self.preprocess.to_dict() if self.preprocess else None}
 
 
 @dataclass(frozen=True)
@@ -203,26 +210,21 @@ def _limit(opts: LoadOptions, x: np.ndarray, y: np.ndarray, num_classes: int) ->
     return x[keep], y[keep]
 
 
-def _finish(opts: LoadOptions, splits: Splits, num_classes: int, divide_by: float = 1.0,
-            standardise: str = "none") -> Dataset:
+def _finish(opts: LoadOptions, splits: Splits, num_classes: int, raw: str,
+            divide_by: float = 1.0, standardise: str = "none") -> Dataset:
     """Apply ``limit``, scale to float32 (``x / divide_by``), standardise with training statistics
-    ("global" or per-"channel"); uint8 images stay uint8 until here to keep peak memory low."""
+    ("global" or per-"channel"), all through the :class:`Preprocess` record kept with the data
+    (``raw`` describes a raw sample); uint8 images stay uint8 until here to keep peak memory low."""
     (x_train, y_train), val, test = splits
     x_train, y_train = _limit(opts, x_train, y_train, num_classes)
+    recipe = Preprocess(raw, tuple(x_train.shape[1:]), float(divide_by))
+    xs = [recipe.scale(x) for x, _ in ((x_train, y_train), val, test)]  # fresh float32 copies
+    recipe = recipe.fitted(xs[0], standardise)
     parts = []
-    for x, y in ((x_train, y_train), val, test):
-        x = x.astype(np.float32)  # always a copy, so the in-place scaling below is safe
-        x /= np.float32(divide_by)
-        parts += [torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))]
-    if standardise != "none":
-        dims = [0, *range(1 + (standardise == "channel"), x_train.ndim)]  # "channel" keeps axis 1
-        mean = parts[0].mean(dims, keepdim=True)
-        std = parts[0].std(dims, keepdim=True, unbiased=False)
-        std = torch.where(std > 0, std, torch.ones_like(std))
-        for x in parts[0::2]:
-            x.sub_(mean).div_(std)
-    return Dataset(opts.name, *parts, input_shape=tuple(x_train.shape[1:]),
-                   num_classes=num_classes)
+    for x, (_, y) in zip(xs, ((x_train, y_train), val, test)):
+        parts += [recipe.standardised(x), torch.from_numpy(y.astype(np.int64))]
+    return Dataset(opts.name, *parts, input_shape=recipe.shape, num_classes=num_classes,
+                   preprocess=recipe)
 
 
 def _reason(err: BaseException) -> str:
@@ -261,7 +263,8 @@ def _ensure_files(opts: LoadOptions, folder: Path, names: list[str],
 def _load_digits(opts: LoadOptions) -> Dataset:
     """scikit-learn's bundled 8x8 digits (1797 samples, 0..16 pixels): the offline default."""
     images, labels = digits()
-    return _finish(opts, _split(opts, (images[:, None], labels)), 10, divide_by=16)
+    raw = "sklearn.datasets.load_digits().images: (N, 8, 8) floats 0..16"
+    return _finish(opts, _split(opts, (images[:, None], labels)), 10, raw, divide_by=16)
 
 
 @functools.lru_cache(maxsize=4)
@@ -289,7 +292,8 @@ def _mnist1d_pool(seed: int) -> Arrays:
 def _load_mnist1d(opts: LoadOptions) -> Dataset:
     """MNIST-1D: 5000 length-40 signals, pooled and re-split; standardised with train statistics."""
     x, y = _mnist1d_pool(opts.seed)
-    return _finish(opts, _split(opts, (x, y)), 10, standardise="global")
+    raw = "mnist1d.data.make_dataset() signals x / x_test: (N, 40) floats"
+    return _finish(opts, _split(opts, (x, y)), 10, raw, standardise="global")
 
 
 # ---------------------------------------------------------------- torchvision datasets from a root
@@ -330,36 +334,19 @@ def _load_idx_dataset(opts: LoadOptions, class_name: str) -> Dataset:
                                f"{len(x)} images in {folder / f'{prefix}-images-idx3-ubyte'}")
         _check_labels(opts, y, 10, labels_path)
         splits.append((x[:, None], y))
-    return _finish(opts, _split(opts, *splits), 10, divide_by=255)
+    raw = f"{class_name} IDX images: (N, 28, 28) uint8 0..255"
+    return _finish(opts, _split(opts, *splits), 10, raw, divide_by=255)
 
 
 for _name, _folder in (("mnist", "MNIST"), ("fashion-mnist", "FashionMNIST")):
     register_dataset(_name)(functools.partial(_load_idx_dataset, class_name=_folder))
 
 
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """Unpickler for CIFAR batches admitting only what numpy arrays need: a crafted batch file
-    cannot run code (ordinary ``pickle.load`` would call any function the file names)."""
-
-    _ALLOWED: ClassVar[frozenset[tuple[str, str]]] = frozenset(
-        [(f"{p}.multiarray", "_reconstruct") for p in ("numpy.core", "numpy._core")]
-        + [(f"{p}.numeric", "_frombuffer") for p in ("numpy.core", "numpy._core")]
-        + [("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")])
-
-    def find_class(self, module: str, name: str):
-        """Resolve allowed numpy globals (``numpy.core`` read as ``numpy._core``), refuse others."""
-        if (module, name) not in self._ALLOWED:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
-        if module.startswith("numpy.core.") and hasattr(np, "_core"):
-            module = "numpy._core." + module[len("numpy.core."):]
-        return super().find_class(module, name)
-
-
 def _read_cifar_batch(opts: LoadOptions, path: Path) -> Arrays:
     """Read one CIFAR-10 batch (a dict with data (N, 3072) uint8 and labels) as (N, 3, 32, 32)."""
     try:
         with open(path, "rb") as handle:
-            entry = _NumpyOnlyUnpickler(handle, encoding="latin1").load()
+            entry = NumpyOnlyUnpickler(handle, encoding="latin1").load()
         if not isinstance(entry, dict):
             raise TypeError(f"expected a dict, found {type(entry).__name__}")
         data = entry.get(b"data", entry.get("data"))
@@ -393,4 +380,5 @@ def _load_cifar10(opts: LoadOptions) -> Dataset:
     train, test = ((np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts]))
                    for parts in (train, test))
     splits = _split(opts, train, test)
-    return _finish(opts, splits, 10, divide_by=255, standardise="channel")
+    raw = "CIFAR-10 images, channels first: (N, 3, 32, 32) uint8 0..255 (HWC: transpose first)"
+    return _finish(opts, splits, 10, raw, divide_by=255, standardise="channel")

@@ -18,6 +18,7 @@ from typing import Any, get_type_hints
 import tomllib
 
 from ..errors import ConfigError
+from ..genome.settings import check_overrides
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,11 @@ class DatasetConfig:
 class SpaceConfig:
     name: str = "lse-conv"
     overrides: dict = field(default_factory=dict)  # any SearchSpace field, e.g. max_params
+
+    def check(self) -> None:
+        """Every key that is a SearchSpace field typed and range-checked as the file is read;
+        other keys are left for the registered space's factory (runs.setup)."""
+        check_overrides(self.overrides)
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,41 @@ class BudgetConfig:
         _in_range("evaluations", self.evaluations, 1, None)
         _in_range("minutes", self.minutes, 0.0, None)
         _in_range("max_failure_fraction", self.max_failure_fraction, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class FinalConfig:
+    """Final selection (:mod:`evograph.runs.final`): after the search, the ``candidates`` best
+    distinct architectures are retrained from their genes with ``seeds`` fresh seeds and the
+    best mean validation fitness is the pick. ``share`` of the budget (of ``budget.minutes``
+    and of ``budget.evaluations``) is kept for it; 0 turns it off. ``fitness``: [fitness]
+    parameters the retraining changes (``{epochs = 30}``: from scratch, a network needs the
+    training its line of descent accumulated). Defaults: docs/final.md."""
+
+    candidates: int = 5
+    seeds: int = 3
+    share: float = 0.1
+    fitness: dict = field(default_factory=dict)
+
+    def check(self) -> None:
+        _in_range("candidates", self.candidates, 1, 1000)
+        _in_range("seeds", self.seeds, 1, 100)
+        _in_range("share", self.share, 0.0, 0.9)
+
+
+@dataclass(frozen=True)
+class WeightsConfig:
+    """Which trained weights a run keeps (:mod:`evograph.runs.retention`): ``policy`` keeps the
+    population, the best's line of descent, the ``top_k`` best, the parents still needed and
+    the final selection's, and prunes the rest after each tell; ``all`` keeps every file."""
+
+    keep: str = "policy"
+    top_k: int = 10
+
+    def check(self) -> None:
+        if self.keep not in ("policy", "all"):
+            raise ValueError(f"keep: must be policy or all (got {self.keep!r})")
+        _in_range("top_k", self.top_k, 1, None)
 
 
 @dataclass(frozen=True)
@@ -121,6 +162,8 @@ class RunConfig:
     fitness: FitnessConfig = field(default_factory=FitnessConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+    final: FinalConfig = field(default_factory=FinalConfig)
+    weights: WeightsConfig = field(default_factory=WeightsConfig)
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -186,7 +229,18 @@ def table_section(cls: type, data: Any, section: str, extra_field: str | None = 
 
 
 SECTIONS = {"dataset": DatasetConfig, "space": SpaceConfig, "strategy": StrategyConfig,
-            "fitness": FitnessConfig, "budget": BudgetConfig, "executor": ExecutorConfig}
+            "fitness": FitnessConfig, "budget": BudgetConfig, "executor": ExecutorConfig,
+            "final": FinalConfig, "weights": WeightsConfig}
+
+
+# Sections added after runs were already being stored, and their setting for such a run: a run
+# created before final selection and weight pruning existed goes on as it began.
+LEGACY_OFF = {"final": {"share": 0.0}, "weights": {"keep": "all"}}
+
+
+def stored_config(data: dict[str, Any]) -> dict[str, Any]:
+    """A run's stored config with the sections it predates switched off (:data:`LEGACY_OFF`)."""
+    return {**{k: dict(v) for k, v in LEGACY_OFF.items() if k not in data}, **data}
 
 
 def config_from_dict(data: dict[str, Any], source: str = "config") -> RunConfig:

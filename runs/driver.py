@@ -25,26 +25,28 @@ from __future__ import annotations
 import logging
 import math
 import os
-import signal
 import sqlite3
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from ..errors import RunStoreError
 from ..genome.io import from_dict, to_dict
 from ..genome.validate import known_analysis
 from ..selection.base import Result
 from ..selection.strategy import Strategy
-from .config import RunConfig, config_from_dict
+from .config import RunConfig, config_from_dict, stored_config
 from .execute.executors import make_executor
 from .execute.task import DataSpec, Task, TaskResult
+from .final import search_config, select_final
 from .progress import Progress
+from .retention import after_tell
 from .setup import RunParts, fingerprint, resolve
+from .start import Seed, check_seeds, extend, stored_seeds
+from .state import Stop, StopFlag, aborted, disk_full_error, is_disk_full, run_state
 from .store import RunStore
 
 log = logging.getLogger("evograph.run")
@@ -56,6 +58,7 @@ class RunOutcome:
     finished: bool                     # budget reached (not interrupted, not aborted)
     reason: str
     summary: dict[str, Any] = field(default_factory=dict)
+    state: str = ""                    # finished | interrupted | aborted (see runs.state)
 
 
 def new_run_dir(config: RunConfig, out: str | Path | None) -> Path:
@@ -66,58 +69,38 @@ def new_run_dir(config: RunConfig, out: str | Path | None) -> Path:
 
 
 def create_run(config: RunConfig, out: str | Path | None = None,
-               source: str = "config") -> Path:
-    """Check the config and create the run directory and its store."""
+               source: str = "config", init: Sequence[Seed] = ()) -> Path:
+    """Check the config and create the run directory and its store. ``init``: genomes (or
+    genome files) the strategy's first initial individuals are (see :mod:`.start`)."""
     parts = resolve(config, source)
     config = parts.config  # as resolved: [fitness] completed by [space] where it needs it
+    seeded = check_seeds(parts, init)
     run_dir = new_run_dir(config, out)
     with RunStore.create(run_dir, config.to_dict(), fingerprint(config, parts.space)) as store:
+        if seeded:
+            store.log_event("seeded", f"starts from {len(seeded['genomes'])} given genome(s)",
+                            seeded)
         store.log_event("created", f"run created from {source}", {"dataset": parts.data.describe()})
     return run_dir
 
 
-class _StopFlag:
-    """First SIGINT/SIGTERM: stop proposing and leave cleanly. Second: exit at once."""
-
-    def __init__(self) -> None:
-        self.reason: str | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __call__(self) -> bool:
-        return self.reason is not None
-
-    def install(self) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._previous[sig] = signal.signal(sig, self._handle)
-
-    def restore(self) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.reason is not None:
-            os._exit(128 + signum)
-        self.reason = f"interrupted by {signal.Signals(signum).name}"
-        # A second signal takes the OS default action: it ends the process at once, even while
-        # the main thread is blocked in a long C call (an fsync, a big kernel), when a Python
-        # handler would wait. Everything committed is safe; resume re-runs what was in flight.
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, signal.SIG_DFL)
-
-
 def run(run_dir: str | Path, *, force: bool = False, live: bool | None = None,
-        overrides: dict[str, Any] | None = None) -> RunOutcome:
-    """Run (or resume) the run in ``run_dir`` until its budget is spent or it is interrupted."""
+        overrides: Mapping[str, Any] | Sequence[str] | None = None) -> RunOutcome:
+    """Run (or resume) the run in ``run_dir`` until its budget is spent or it is interrupted.
+    ``overrides`` (``{"budget.evaluations": 200}`` or ``["budget.evaluations=200"]``) change
+    the budget of the run first, e.g. to extend a finished one; other keys need ``force``."""
     run_dir = Path(run_dir)
     store = RunStore.open(run_dir)
-    stop = _StopFlag()
+    stop = StopFlag()
     try:
         store.acquire_lock()
-        config = config_from_dict(store.config, source=str(run_dir / "run.db"))
+        config = config_from_dict(stored_config(store.config), source=str(run_dir / "run.db"))
         parts = resolve(config, source=f"{run_dir}/config", complete=False)
-        if fingerprint(config, parts.space) != store.fingerprint and not force:
+        if fingerprint(config, parts.space, store.config) != store.fingerprint and not force:
             raise RunStoreError(f"{run_dir}: the config or search space changed since the run "
                                 "started; resume with --force to continue anyway")
+        if overrides:
+            parts = extend(store, overrides, force)
         _attach_log(run_dir)
         stop.install()
         try:
@@ -132,19 +115,6 @@ def run(run_dir: str | Path, *, force: bool = False, live: bool | None = None,
         store.close()
 
 
-DISK_FULL_MARKERS = ("No space left on device", "File too large", "database or disk is full",
-                     "Disk quota exceeded")
-
-
-def is_disk_full(message: str | None) -> bool:
-    return bool(message) and any(marker in message for marker in DISK_FULL_MARKERS)
-
-
-def disk_full_error(run_dir: Path, detail: str) -> RunStoreError:
-    return RunStoreError(f"{run_dir}: disk full ({detail.split(' | ')[0]}); nothing committed "
-                         f"was lost — free some space, then: evograph resume {run_dir}")
-
-
 def _attach_log(run_dir: Path) -> None:
     handler = logging.FileHandler(run_dir / "run.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
@@ -156,16 +126,20 @@ def _attach_log(run_dir: Path) -> None:
 class Driver:
     """One driver per run directory (the store's lock guarantees it)."""
 
-    def __init__(self, store: RunStore, parts: RunParts, stop: _StopFlag, live: bool | None):
+    def __init__(self, store: RunStore, parts: RunParts, stop: StopFlag, live: bool | None):
         self.store, self.parts, self.stop = store, parts, stop
-        self.config = parts.config
+        self.config = search_config(parts.config)  # the budget less the final selection's
+        budget = self.config.budget
+        self.before = run_state(store).elapsed_s  # earlier sessions' wall time (budget.minutes)
         self.started = time.monotonic()
-        self.progress = Progress(store, self.config.budget.evaluations, live)
+        self.progress = Progress(store, budget.evaluations, live, minutes=budget.minutes,
+                                 elapsed_before=self.before)
         if isinstance(parts.proposer, Strategy):  # the store keeps every genome: states need ids
             # from_dict undoes the to_dict that _ask stores (not variation.decode: a codec's
             # variation serialises its own way, the store never does)
             parts.proposer.keep_genomes_by_id(
                 lambda id: from_dict(store.genome_dict(id), where=f"individual {id}"))
+            parts.proposer.seed_with(stored_seeds(store))  # before its state counts them
         state = store.load_proposer_state()
         if state is not None:
             parts.proposer.load_state_dict(state[2])
@@ -175,52 +149,87 @@ class Driver:
                                           for b in range(self.told + 1, self.asked + 1)}
         self.batch_of = {i: b for b in self.open for i in store.batch_ids(b)}
         self.flops: dict[int, int] = {}  # FLOPs per sample of asked candidates, where known
-        self.stopping: str | None = None  # why no more batches are asked
+        self.stopping: Stop | None = None  # why no more batches are asked
         self.data_spec = self._data_spec()    # the same in every task: worked out once
-        interrupted = store.unfinished()
-        if interrupted:  # in flight when the last driver died: they will run again
-            store.mark_pending(interrupted)
-            store.log_event("resumed", f"re-running {len(interrupted)} interrupted evaluation(s)",
-                            {"ids": interrupted})
 
     # -- the loop --------------------------------------------------------------------------------
     def loop(self) -> RunOutcome:
-        ex = self.config.executor
-        executor = make_executor(ex, preload=self.data_spec)
-        self.store.log_event("started", f"driver started with {executor.slots} slot(s)",
-                             {"pid": os.getpid()})
-        log.info("driver started (%s executor, %d slots)", ex.name, executor.slots)
-        self.slots = self.config.executor.batch or executor.slots
+        """One driver session, from its ``started`` event to its ``stopped`` event (which
+        records the state it leaves the run in: see :mod:`.state`)."""
+        self.store.log_event("started", "driver started",
+                             {"pid": os.getpid(), "executor": self.config.executor.name})
+        self.started = time.monotonic()
+        interrupted = self.store.unfinished()
+        if interrupted:  # in flight when the last driver died: they will run again
+            self.store.mark_pending(interrupted)
+            self.store.log_event("resumed", f"re-running {len(interrupted)} interrupted "
+                                 "evaluation(s)", {"ids": interrupted})
         try:
             with self.progress:
-                self._evolve(executor)
+                self._session()
+        except BaseException as exc:
+            self._close(aborted(exc))
+            raise
+        stop = self._why_stop() if self.stop() else self.stopping
+        stop = stop or Stop("finished", "evaluations", "evaluation budget reached")
+        self._close(stop)
+        return RunOutcome(self.store.run_dir, stop.finished, stop.reason, self.store.summary(),
+                          stop.state)
+
+    def _session(self) -> None:
+        """Start the executor (unless the budget is already spent: a finished run resumed as
+        it was starts no workers) and evolve until a stop."""
+        self.stopping = None if self.open else self._why_stop()
+        if self.stopping is not None:
+            return select_final(self)  # the search is done; a final selection may be left
+        ex = self.config.executor
+        self.progress.phase(f"starting the {ex.name} executor")
+        executor = make_executor(ex, preload=self.data_spec)
+        log.info("driver started (%s executor, %d slots)", ex.name, executor.slots)
+        self.progress.phase(f"starting {executor.slots} worker(s)" if ex.name != "serial"
+                            else "evaluating the first candidate")
+        self.slots = self.config.executor.batch or executor.slots
+        try:
+            self._evolve(executor)
+            select_final(self, executor)  # [final]: retrain the best few, pick the best mean
         finally:
             if self.stop():
                 executor.abandon()
                 self.store.mark_pending(self.store.unfinished())  # re-run on resume
             executor.close()
-        reason = self.stop.reason or self.stopping or "budget reached"
-        finished = reason.startswith(("budget reached", "time budget")) and not self.stop()
-        self.store.log_event("stopped", reason)
-        log.info("driver stopped: %s", reason)
-        return RunOutcome(self.store.run_dir, finished, reason, self.store.summary())
 
-    def _why_stop(self) -> str | None:
+    def _close(self, stop: Stop) -> None:
+        """The session's ``stopped`` event; an aborting error (a full disk) may forbid it."""
+        log.info("driver stopped: %s", stop.reason)
+        try:
+            self.store.log_event("stopped", stop.reason, stop.data())
+        except Exception:  # the error being raised already says what went wrong
+            if stop.state != "aborted":
+                raise
+
+    def elapsed(self) -> float:
+        """The run's wall time: earlier driver sessions plus this one so far."""
+        return self.before + time.monotonic() - self.started
+
+    def _why_stop(self) -> Stop | None:
         budget = self.config.budget
         if self.stop():
-            return self.stop.reason
+            reason = self.stop.reason or "interrupted"
+            return Stop("interrupted", reason.removeprefix("interrupted by "), reason)
         if self.store.count_individuals() >= budget.evaluations:
-            return "budget reached"
-        if budget.minutes and time.monotonic() - self.started > budget.minutes * 60:
-            return f"time budget of {budget.minutes} min reached"
+            return Stop("finished", "evaluations",
+                        f"evaluation budget of {budget.evaluations} reached")
+        if budget.minutes and self.elapsed() > budget.minutes * 60:
+            return Stop("finished", "time", f"time budget of {budget.minutes:g} min reached")
         return self._failure_stop(budget.max_failure_fraction)
 
-    def _failure_stop(self, fraction: float) -> str | None:
+    def _failure_stop(self, fraction: float) -> Stop | None:
         recent = self.store.recent_statuses(20)
         bad = sum(status != "completed" for status in recent)
         if len(recent) >= 10 and bad / len(recent) > fraction:
-            return (f"stopped: {bad} of the last {len(recent)} evaluations failed; "
-                    f"see {self.store.run_dir / 'run.log'} and `evograph status`")
+            return Stop("aborted", "failures",
+                        f"stopped: {bad} of the last {len(recent)} evaluations failed; see "
+                        f"{self.store.run_dir / 'run.log'} and `evograph status --failed`")
         return None
 
     # -- ask / evaluate / tell ---------------------------------------------------------------------
@@ -347,6 +356,7 @@ class Driver:
         # one transaction: a crash after it must not lose the deaths (a resume does not re-tell)
         self.store.save_proposer_state(batch, "told", proposer.state_dict(), events)
         self.told = batch
+        after_tell(self)  # [weights]: prune what the retention policy does not keep
         for result in results:
             self.flops.pop(result.id, None)
             self.batch_of.pop(result.id, None)
@@ -355,8 +365,3 @@ class Driver:
 def _population_ids(proposer: Any) -> set[int] | None:
     population = getattr(proposer, "population", None)
     return {member[0] for member in population()} if callable(population) else None
-
-
-def default_threads() -> None:
-    """The driver itself trains nothing in the local executor; keep it to one thread too."""
-    torch.set_num_threads(1)

@@ -2,8 +2,10 @@
 
 One SQLite database per run directory (``RUN_DIR/run.db``, WAL journal, ``synchronous=FULL`` so a
 committed transaction survives ``kill -9`` and power loss) holds genomes, births (parents, the edit,
-the weight-copy report), evaluations, the latest proposer checkpoint and an event log. Weights are
-safetensors files beside it (``RUN_DIR/weights/<id>.safetensors``), written atomically. Every
+the weight-copy report), evaluations, the latest proposer checkpoint, the final selection's
+evaluations and an event log. Weights are safetensors files beside it
+(``RUN_DIR/weights/<id>.safetensors``), written atomically, and deleted only by the retention
+policy, which marks them pruned first (:mod:`evograph.runs.retention`). Every
 public write is one transaction, so a crash leaves either all of a batch or none of it. One driver
 writes (guarded by an OS file lock); any number of read-only readers (``evograph status``) may look
 on meanwhile. No pickle anywhere: JSON text columns and safetensors files only.
@@ -27,6 +29,7 @@ from ..crashpoints import crash_point
 from ..errors import RunStoreError
 from ..files import TMP_SUFFIX as _TMP_SUFFIX
 from ..files import atomic_write_bytes, atomic_write_text  # noqa: F401  (re-exported)
+from .store_final import StoreFinal
 from .store_reads import StoreReads
 from .store_rows import EvaluationRow, IndividualRow, dumps  # noqa: F401  (re-exported)
 from .store_schema import (  # noqa: F401  (re-exported)
@@ -34,12 +37,14 @@ from .store_schema import (  # noqa: F401  (re-exported)
     FINISHED,
     LOCK_NAME,
     PHASES,
+    READABLE_VERSIONS,
     SCHEMA_VERSION,
     STATUSES,
     WEIGHTS_DIR,
     configure,
     connect,
     create_schema,
+    migrate,
 )
 from .store_writes import StoreWrites
 
@@ -48,13 +53,14 @@ if TYPE_CHECKING:  # torch is heavy: imported only where weights are read or wri
     from typing_extensions import Self
 
 
-class RunStore(StoreWrites, StoreReads):
+class RunStore(StoreFinal, StoreWrites, StoreReads):
     """A run directory: ``run.db`` (SQLite, WAL) plus ``weights/*.safetensors``.
 
     Use :meth:`create` for a new run and :meth:`open` to resume or inspect one. A driver calls
     :meth:`acquire_lock` before writing; ``readonly=True`` opens never write and never block it.
     The writes come from :class:`~.store_writes.StoreWrites`, the queries from
-    :class:`~.store_reads.StoreReads`, the schema from :mod:`.store_schema`.
+    :class:`~.store_reads.StoreReads`, final selection and weight pruning from
+    :class:`~.store_final.StoreFinal`, the schema from :mod:`.store_schema`.
     """
 
     def __init__(self, run_dir: Path, conn: sqlite3.Connection, readonly: bool):
@@ -66,9 +72,13 @@ class RunStore(StoreWrites, StoreReads):
         meta = dict(self._query("SELECT key, value FROM meta"))
         version = meta.get("schema_version")
         try:
-            if version != str(SCHEMA_VERSION):
+            if version not in {str(v) for v in READABLE_VERSIONS}:
                 raise RunStoreError(f"run directory {run_dir} was written by schema version "
                                     f"{version}; this evograph reads {SCHEMA_VERSION}")
+            self.schema_version = int(version)
+            if self.schema_version < SCHEMA_VERSION and not readonly:
+                migrate(conn, self.schema_version)
+                self.schema_version = SCHEMA_VERSION
             self.run_id: str = meta["run_id"]
             self.created_at = float(meta["created_at"])
             self.config: dict = json.loads(meta["config"])
@@ -172,6 +182,7 @@ class RunStore(StoreWrites, StoreReads):
         self._lock_fd = fd
         for stale in (self.run_dir / WEIGHTS_DIR).glob(f".*{_TMP_SUFFIX}"):
             stale.unlink(missing_ok=True)  # temp files of a killed driver (we hold the lock now)
+        self.delete_pruned_files()  # pruned in the store, the driver killed before deleting
 
     def release_lock(self) -> None:
         if self._lock_fd is not None:
@@ -236,6 +247,8 @@ class RunStore(StoreWrites, StoreReads):
         try:
             data = path.read_bytes()
         except FileNotFoundError:
+            if self.weights_pruned(id):
+                raise RunStoreError(self.pruned_message(id)) from None
             raise RunStoreError(f"weights of individual {id} are missing ({path})") from None
         try:
             return load(data)

@@ -8,7 +8,6 @@ import json
 
 from ..errors import RunStoreError
 from .store_rows import (
-    EVAL_SQL,
     IND_SQL,
     EvaluationRow,
     IndividualRow,
@@ -16,11 +15,17 @@ from .store_rows import (
     individual_row,
     loads,
 )
-from .store_schema import FINISHED, STATUSES
+from .store_schema import FINISHED, STATUSES, eval_sql
 
 
 class StoreReads:
     """Proposer checkpoints, batches, individuals, evaluations, events and the run summary."""
+
+    @property
+    def _eval_sql(self) -> str:
+        """The evaluations query of this run's schema version (read-only opens of an older
+        version are read as they are, see :mod:`.store_schema`)."""
+        return eval_sql(self.schema_version)
 
     def load_proposer_state(self) -> tuple[int, str, dict] | None:
         rows = self._query("SELECT batch, phase, state FROM proposer_state WHERE id = 1")
@@ -82,13 +87,13 @@ class StoreReads:
         return [r[0] for r in reversed(rows)]
 
     def evaluation(self, id: int) -> EvaluationRow:
-        rows = self._query(EVAL_SQL + " WHERE id = ?", (id,))
+        rows = self._query(self._eval_sql + " WHERE id = ?", (id,))
         if not rows:
             raise RunStoreError(f"run {self.run_dir} has no evaluation of individual {id}")
         return evaluation_row(rows[0])
 
     def evaluations(self) -> list[EvaluationRow]:
-        return [evaluation_row(r) for r in self._query(EVAL_SQL + " ORDER BY id")]
+        return [evaluation_row(r) for r in self._query(self._eval_sql + " ORDER BY id")]
 
     def counts_by_status(self) -> dict[str, int]:
         counts = dict.fromkeys(STATUSES, 0)
@@ -99,7 +104,7 @@ class StoreReads:
         """The ``n`` completed evaluations of highest finite fitness. Ties (common when a
         small validation set saturates) go to the lower validation loss, then the lower id."""
         return [evaluation_row(r) for r in self._query(
-            EVAL_SQL + " WHERE status = 'completed' AND fitness IS NOT NULL "
+            self._eval_sql + " WHERE status = 'completed' AND fitness IS NOT NULL "
             "ORDER BY fitness DESC, json_extract(metrics, '$.val_loss') IS NULL, "
             "json_extract(metrics, '$.val_loss') ASC, id ASC LIMIT ?", (n,))]
 
@@ -109,6 +114,15 @@ class StoreReads:
             else self._query(sql + " ORDER BY id")
         return [{"id": r[0], "time": r[1], "kind": r[2], "message": r[3], "data": loads(r[4])}
                 for r in rows]
+
+    def last_activity(self, since: float, until: float | None = None) -> float | None:
+        """The latest time a driver recorded work (a birth, an evaluation started or finished,
+        a strategy checkpoint) in ``[since, until)``: where a killed driver's session ended."""
+        return self._query(
+            "SELECT max(t) FROM (SELECT created_at AS t FROM individuals UNION ALL "
+            "SELECT started_at FROM evaluations UNION ALL SELECT finished_at FROM evaluations "
+            "UNION ALL SELECT updated_at FROM proposer_state) WHERE t >= ? AND t < ?",
+            (since, 1e300 if until is None else until))[0][0]
 
     def integrity_check(self) -> str:
         return "\n".join(r[0] for r in self._query("PRAGMA integrity_check"))

@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from .store_schema import SCHEMA_VERSION, eval_sql
+
 # --- JSON columns -------------------------------------------------------------------------------
 
 def plain(value: Any) -> Any:
@@ -80,13 +82,44 @@ class EvaluationRow:
     finished_at: float | None
     wall_time: float | None
     worker: str | None
+    pruned_at: float | None = None  # when the retention policy deleted its weights file
+
+    @property
+    def pruned(self) -> bool:
+        """Whether its weights were pruned by the run's retention policy (``weights`` is then
+        None: they existed and were deleted on purpose, see :mod:`evograph.runs.retention`)."""
+        return self.pruned_at is not None
+
+
+@dataclass(frozen=True)
+class FinalRow:
+    """One final-selection evaluation: ``candidate`` (an individual, ``rank`` among the distinct
+    architectures by validation fitness) retrained from its genes with seed ``seed`` (the
+    ``seed_index``-th of the final seeds). Statuses and fitness as in :class:`EvaluationRow`."""
+
+    id: int
+    candidate: int
+    rank: int
+    seed_index: int
+    seed: int
+    status: str
+    attempt: int
+    fitness: float | None
+    metrics: dict
+    error: str | None
+    weights: str | None
+    started_at: float | None
+    finished_at: float | None
+    wall_time: float | None
+    worker: str | None
 
 
 IND_SQL = ("SELECT i.id, i.genome, i.genome_hash, i.arch_hash, i.seed, i.batch, i.created_at, "
             "b.parents, b.mutation, b.args, b.inherit, b.changed, b.inherited "
             "FROM individuals i JOIN births b ON b.child = i.id")
-EVAL_SQL = ("SELECT id, status, attempt, fitness, metrics, error, weights, started_at, "
-             "finished_at, wall_time, worker FROM evaluations")
+EVAL_SQL = eval_sql(SCHEMA_VERSION)
+FINAL_SQL = ("SELECT id, candidate, rank, seed_index, seed, status, attempt, fitness, metrics, "
+             "error, weights, started_at, finished_at, wall_time, worker FROM final_evaluations")
 
 
 def individual_row(r: tuple) -> IndividualRow:
@@ -97,3 +130,7 @@ def individual_row(r: tuple) -> IndividualRow:
 
 def evaluation_row(r: tuple) -> EvaluationRow:
     return EvaluationRow(r[0], r[1], r[2], r[3], json.loads(r[4]), *r[5:])
+
+
+def final_row(r: tuple) -> FinalRow:
+    return FinalRow(*r[:8], json.loads(r[8]), *r[9:])

@@ -108,6 +108,16 @@ class StoreWrites:
         with self._write() as c:
             self._insert_event(c, time.time(), kind, message, data)
 
+    def replace_config(self, config: dict, fingerprint: str, message: str,
+                       data: dict | None = None) -> None:
+        """Store a changed run config and its fingerprint (``evograph resume --set``) with
+        an ``extended`` event saying what changed, in one transaction."""
+        with self._write("replace_config") as c:
+            c.executemany("UPDATE meta SET value = ? WHERE key = ?",
+                          [(dumps(config), "config"), (fingerprint, "fingerprint")])
+            self._insert_event(c, time.time(), "extended", message, data)
+        self.config, self.fingerprint = config, fingerprint
+
     @staticmethod
     def _insert_event(c: sqlite3.Connection, now: float, kind: str, message: str,
                       data: dict | None) -> None:

@@ -28,7 +28,10 @@ class RandomSearch(Strategy):
         return False
 
     def _propose(self) -> Proposal:
-        """Always a random genome of the space, never a mutation; no parents."""
+        """The given starting genomes first (``--init``), then always a random genome of the
+        space, never a mutation; no parents."""
+        if self.n_initial < len(self.seeds):
+            return self._initial()
         return self._emit(self.variation.sample(self.rng), (), None)
 
     def _admit(self, member: Member, tag: int) -> None:

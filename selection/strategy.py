@@ -143,6 +143,7 @@ class Strategy:
         self.in_flight_: dict[int, InFlight] = {}
         self._best: tuple[int, float] | None = None
         self._stored_genomes: Callable[[int], Any] | None = None
+        self.seeds: tuple[Any, ...] = ()
         self._reset()
 
     # -- to override ---------------------------------------------------------------------------
@@ -192,8 +193,30 @@ class Strategy:
         return self._breed()
 
     def _initial(self, tag: int = 0) -> Proposal:
+        """The next initial individual: the k-th is ``seeds[k]`` while there are seeds (its
+        birth edit ``seeded``, with ``index`` k), then ``variation.initial``."""
+        k = self.n_initial
         self.n_initial += 1
+        if k < len(self.seeds):
+            return self._emit(self.seeds[k], (), Edit("seeded", {"index": k}, inherit=False),
+                              tag)
         return self._emit(self.variation.initial(self.rng), (), None, tag)
+
+    def seed_with(self, genomes: Any) -> None:
+        """Start from given genomes (``evograph run --init``): the first initial individuals
+        are these, in order, then the usual ones. Call before :meth:`load_state_dict` (a
+        state counts the seeds it was made with), with the same genomes on every resume. At
+        most ``population_size``; a strategy that samples every proposal itself (its own
+        ``ask``) cannot take them."""
+        genomes = tuple(genomes)
+        if genomes and type(self).ask is not Strategy.ask:
+            raise ConfigError(f"strategy {self.name!r} samples every proposal itself; it cannot "
+                              "start from given genomes (--init)")
+        size = self.params["population_size"]
+        if len(genomes) > size:
+            raise ConfigError(f"strategy {self.name!r}: {len(genomes)} genomes given to start "
+                              f"from, more than its population_size={size}")
+        self.seeds = genomes
 
     def _emit(self, genome: Any, parents: tuple[int, ...], edit: Edit | None,
               tag: int = 0) -> Proposal:
@@ -287,6 +310,7 @@ class Strategy:
                 "next_id": self.next_id, "n_initial": self.n_initial, "n_told": self.n_told,
                 "n_failed": self.n_failed, "best": list(self._best) if self._best else None,
                 "in_flight": [self._encode_flight(f) for f in self.in_flight_.values()],
+                **({"n_seeds": len(self.seeds)} if self.seeds else {}),
                 **self._extra_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -299,6 +323,10 @@ class Strategy:
                               f"(expected {STATE_FORMAT})")
         self.seed = check_int(self.name, "seed", state["seed"], 0)
         self.params = self._check_params(dict(state["params"]))
+        if int(state.get("n_seeds", 0)) != len(self.seeds):
+            raise ConfigError(f"strategy {self.name!r}: the state was made with "
+                              f"{state.get('n_seeds', 0)} given starting genome(s), not "
+                              f"{len(self.seeds)}: call seed_with with them first")
         self.rng = np.random.default_rng()
         self.rng.bit_generator.state = state["rng"]
         self.next_id, self.n_initial = int(state["next_id"]), int(state["n_initial"])

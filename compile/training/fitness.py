@@ -8,14 +8,16 @@ dataset. Everything it returns is plain data, because it crosses process boundar
 
 from __future__ import annotations
 
+import inspect
 import math
-from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from dataclasses import dataclass, field, is_dataclass
+from typing import Any, Callable, Protocol, get_type_hints
 
 import torch
 from torch import nn
 
 from ...genome.core import Genome
+from ...genome.settings import conform
 
 
 class Splits(Protocol):
@@ -92,6 +94,14 @@ def needs_module(generator: Any) -> bool:
     return bool(getattr(generator, "needs_module", True))
 
 
+def trains_reported_weights(generator: Any) -> bool:
+    """Whether the weights ``generator`` (a class or an instance) leaves are the ones its figures
+    were measured on, trained for that genome alone: ``weights_trained: ClassVar[bool]``, default
+    True. False (a table lookup, SMASH, a static hypernetwork, ENAS's shared weights): export
+    refuses them or retrains first (:mod:`evograph.runs.export`)."""
+    return bool(getattr(generator, "weights_trained", True))
+
+
 def trains_batched(generator: Any) -> bool:
     """Whether ``generator`` (a class or an instance) declares ``batched`` itself; default
     False (see :class:`FitnessGenerator`)."""
@@ -131,14 +141,44 @@ def register_fitness(name: str):
 
 
 def make_fitness(name: str, params: dict[str, Any]) -> FitnessGenerator:
-    """Construct a registered generator; ValueError names an unknown generator or param."""
+    """Construct a registered generator; ValueError names an unknown generator, an unknown
+    parameter (listing the known ones) or a value of the wrong type, before the generator's
+    own checks see the values (those check ranges)."""
     if name not in FITNESS:
         raise ValueError(f"name: unknown fitness generator {name!r} "
                          f"(known: {', '.join(sorted(FITNESS))})")
+    check_params(name, FITNESS[name], params)
     try:
         return FITNESS[name](**params)
     except TypeError as exc:
         raise ValueError(f"{_unknown_param(exc)}") from None
+
+
+def check_params(name: str, generator: Callable[..., Any], params: dict[str, Any]) -> None:
+    """Each of ``params`` is a parameter of ``generator``'s constructor, of the type its
+    annotation (or else its default) gives; else one ValueError naming the key."""
+    signature = inspect.signature(generator)
+    named = {p.name: p for p in signature.parameters.values()
+             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
+    hints = _hints(generator)
+    for key, value in params.items():
+        if key not in named:
+            if takes_any:
+                continue
+            raise ValueError(f"{key}: unknown parameter (known for {name}: {', '.join(named)})")
+        default = named[key].default
+        fallback = Any if default is inspect.Parameter.empty or default is None else type(default)
+        conform(key, value, hints.get(key, fallback))
+
+
+def _hints(generator: Callable[..., Any]) -> dict[str, Any]:
+    """The constructor's resolved annotations (a dataclass's fields'); none if unresolvable."""
+    target = generator if is_dataclass(generator) else getattr(generator, "__init__", generator)
+    try:
+        return get_type_hints(target)
+    except (NameError, TypeError):
+        return {}
 
 
 def _unknown_param(exc: TypeError) -> str:

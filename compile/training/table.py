@@ -199,6 +199,7 @@ class TableFitness:
     maximize: bool = True
     seed_policy: str = "mean"
     needs_module: ClassVar[bool] = False   # the worker builds no module, writes no weights
+    weights_trained: ClassVar[bool] = False   # figures from a table: export must retrain
 
     @classmethod
     def example(cls, folder: Any) -> dict[str, Any]:

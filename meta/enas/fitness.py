@@ -50,6 +50,7 @@ class ENASFitness:
     eval_batch_size: int = 1024
     grad_clip: float = 5.0
     test: bool = True
+    weights_trained = False   # no annotation: not a parameter; shared weights, export retrains
 
     def __post_init__(self) -> None:
         self.run_dir: Path | None = None

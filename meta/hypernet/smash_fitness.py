@@ -115,6 +115,7 @@ class HypernetScoring:
     initial_fraction: float = 0.25
     seed: int = 0
     takes_run_space: ClassVar[bool] = True    # space, space_overrides: the run's [space]
+    weights_trained: ClassVar[bool] = False   # generated weights: export must retrain
 
     @classmethod
     def example(cls, folder: Any) -> dict[str, Any]:

@@ -126,6 +126,7 @@ class StaticHypernetTraining(SGDTraining):
     block: int = 16
     z_dim: int = 16
     hidden: int = 16
+    weights_trained = False   # no annotation: not a parameter; generated kernels, export retrains
 
     @classmethod
     def example(cls, folder: Any) -> dict[str, Any]:

@@ -1,13 +1,11 @@
-"""``evograph genome sample | check | draw``: work with single genome files."""
+"""``evograph genome sample | check | draw``: work with single genome files (the genome modules
+are imported by the handlers, so that building the parser stays quick)."""
 
 from __future__ import annotations
 
 import argparse
 
-import numpy as np
-
-from ...genome import analyze, get_space, load, to_json
-from ...genome.draw import draw
+from ...errors import EvographError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,7 +34,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _shape(text: str) -> tuple[int, ...]:
-    from ...errors import EvographError
     try:
         return tuple(int(part) for part in text.split(","))
     except ValueError:
@@ -44,6 +41,9 @@ def _shape(text: str) -> tuple[int, ...]:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ...genome import get_space, to_json
     space = get_space(args.space)
     rng = np.random.default_rng(args.seed)
     make = space.initial_genome if args.initial else space.sample
@@ -52,6 +52,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from ...genome import analyze, get_space, load
     genome = load(args.path)
     space = get_space(args.space) if args.space else None
     info = analyze(genome, space)
@@ -60,6 +61,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_draw(args: argparse.Namespace) -> int:
+    from ...genome import load
+    from ...genome.draw import draw
     genome = load(args.path)
     path = draw(genome, args.output, title=f"genome {genome.hash}")
     print(f"wrote {path}")

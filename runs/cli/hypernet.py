@@ -6,21 +6,21 @@
 2. ``evograph run CONFIG`` ranks thousands of genomes by generated-weight validation accuracy.
 3. ``evograph hypernet retrain RUN --top K`` trains the K best distinct architectures for real
    (``sgd`` fitness) and prints their true validation and test accuracy.
+
+The torch-side modules are imported by the handlers, so that building the parser stays quick.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
-from ...devices import pick_device
 from ...errors import ConfigError
-from ...genome.io import from_dict
-from ...meta.hypernet.smash_fitness import HypernetScoring, retrain
-from ...meta.hypernet.smash_train import stored_stats
-from ..config import config_from_dict, load_config
-from ..setup import load_run_dataset, resolve_space, with_run_space
-from ..store import RunStore
+
+if TYPE_CHECKING:
+    from ...meta.hypernet.smash_fitness import HypernetScoring
+    from ..store import RunStore
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,6 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _scoring(config, source: str) -> HypernetScoring:
+    from ...meta.hypernet.smash_fitness import HypernetScoring
+    from ..setup import with_run_space
     if config.fitness.name != "hypernet":
         raise ConfigError(f"{source}: fitness.name: must be \"hypernet\" for this command "
                           f"(got {config.fitness.name!r})")
@@ -55,6 +57,10 @@ def _scoring(config, source: str) -> HypernetScoring:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from ...devices import pick_device
+    from ...meta.hypernet.smash_train import stored_stats
+    from ..config import load_config
+    from ..setup import load_run_dataset
     config = load_config(args.config, args.overrides)
     scoring = _scoring(config, args.config)
     data = load_run_dataset(config)
@@ -83,6 +89,12 @@ def top_architectures(store: RunStore, top: int) -> list[tuple[int, float, dict]
 def cmd_retrain(args: argparse.Namespace) -> int:
     if args.top < 1 or args.epochs <= 0:
         raise ConfigError("--top and --epochs must be positive")
+    from ...devices import pick_device
+    from ...genome.io import from_dict
+    from ...meta.hypernet.smash_fitness import retrain
+    from ..config import config_from_dict
+    from ..setup import load_run_dataset, resolve_space
+    from ..store import RunStore
     with RunStore.open(args.run_dir, readonly=True) as store:
         config = config_from_dict(store.config, source=f"{args.run_dir}/config")
         winners = top_architectures(store, args.top)

@@ -1,6 +1,8 @@
 """``evograph lineage | diff | report``: how the models of a run came to be.
 
-All three open the run read-only, so they work while a driver is still writing to it.
+All three open the run read-only, so they work while a driver is still writing to it. The
+lineage, report and store modules are imported by the handlers, not here, so that building the
+parser stays quick.
 """
 
 from __future__ import annotations
@@ -11,11 +13,9 @@ import sys
 from pathlib import Path
 
 from ...errors import EvographError
-from ..lineage.graph import ancestry, best_id, diff, lineage
-from ..lineage.writers import FORMATS, to_dot, to_json, write_lineage
-from ..report.page import build_report
-from ..report.sections import edit_text
 
+# the formats of :func:`evograph.runs.lineage.writers.write_lineage` (a test keeps them equal)
+FORMATS = ("svg", "png", "graphml", "gexf", "json", "dot")
 TEXT_FORMATS = ("json", "dot")  # written to standard output when no -o is given
 
 
@@ -60,6 +60,8 @@ def _format(args: argparse.Namespace) -> str:
 
 def cmd_lineage(args: argparse.Namespace) -> int:
     """Export or draw the whole lineage, or the ancestry of ``--of ID`` / ``--best``."""
+    from ..lineage.graph import ancestry, best_id, lineage
+    from ..lineage.writers import to_dot, to_json, write_lineage
     fmt = _format(args)
     full = lineage(args.run_dir)
     target, tag = args.of, f"-{args.of}"
@@ -79,6 +81,8 @@ def cmd_lineage(args: argparse.Namespace) -> int:
 
 def cmd_diff(args: argparse.Namespace) -> int:
     """Print what changed from ID_A's genome to ID_B's (one line per change)."""
+    from ..lineage.graph import diff, lineage
+    from ..report.sections import edit_text
     g = lineage(args.run_dir)
     change = diff(g, args.id_a, args.id_b)
     if args.json:
@@ -94,6 +98,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Write the self-contained HTML report."""
+    from ..report.page import build_report
     if args.top < 1:
         raise EvographError(f"--top {args.top}: must be at least 1")
     path = build_report(args.run_dir, args.output, top=args.top)

@@ -5,6 +5,10 @@ Andrychowicz et al. 2016 (:mod:`evograph.meta.learned_optimizer.train`) from a s
 ``runs/configs/learned-optimizer.toml``), with a progress display, a checkpoint beside the output
 (``opt.ckpt.safetensors``) every few iterations and on Ctrl-C, and ``--resume`` to continue one —
 exactly, since every trajectory's task depends on (seed, iteration) alone.
+
+Torch and the learned-optimizer modules are imported by the functions that use them, so that
+building the ``evograph`` parser stays quick; checking a config imports them too (a task family's
+parameters are checked by building the family).
 """
 
 from __future__ import annotations
@@ -17,22 +21,16 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from ...devices import pick_device
 from ...errors import ConfigError, RunStoreError
-from ...meta.learned_optimizer.lstm import LSTMConfig, LSTMOptimizer, save_optimizer
-from ...meta.learned_optimizer.tasks import make_family
-from ...meta.learned_optimizer.train import (
-    MetaConfig,
-    load_checkpoint,
-    make_meta_optimizer,
-    meta_train,
-    save_checkpoint,
-)
 from ..config import apply_overrides, check_type, read_toml, table_section
+
+if TYPE_CHECKING:
+    import torch
+
+    from ...meta.learned_optimizer.lstm import LSTMConfig
+    from ...meta.learned_optimizer.train import MetaConfig
 
 
 @dataclass(frozen=True)
@@ -50,6 +48,11 @@ class TrainingSection:
             raise ValueError("checkpoint_every: must be positive")
 
 
+def _default_lstm() -> LSTMConfig:
+    from ...meta.learned_optimizer.lstm import LSTMConfig
+    return LSTMConfig()
+
+
 @dataclass(frozen=True)
 class TrainOptimizerConfig:
     """The resolved meta-training config: ``seed``, ``device``, ``[task]`` (``family`` and that
@@ -59,10 +62,11 @@ class TrainOptimizerConfig:
     device: str = "auto"
     family: str = "quadratic"
     family_params: dict = field(default_factory=dict)
-    optimizer: LSTMConfig = field(default_factory=LSTMConfig)
+    optimizer: LSTMConfig = field(default_factory=_default_lstm)
     training: TrainingSection = field(default_factory=TrainingSection)
 
     def meta_config(self) -> MetaConfig:
+        from ...meta.learned_optimizer.train import MetaConfig
         t = self.training
         return MetaConfig(steps=t.steps, unroll=t.unroll, meta_lr=t.meta_lr,
                           meta_iterations=t.meta_iterations, meta_clip=t.meta_clip,
@@ -76,6 +80,7 @@ class TrainOptimizerConfig:
 
 
 def _task(data: Any) -> tuple[str, dict[str, Any]]:
+    from ...meta.learned_optimizer.tasks import make_family
     if not isinstance(data, dict):
         raise ValueError("task: must be a table")
     params = dict(data)
@@ -89,6 +94,7 @@ def _task(data: Any) -> tuple[str, dict[str, Any]]:
 
 def config_from_dict(data: dict[str, Any], source: str) -> TrainOptimizerConfig:
     """Validate parsed TOML; every mistake is one ConfigError naming the key and ``source``."""
+    from ...meta.learned_optimizer.lstm import LSTMConfig
     try:
         top: dict[str, Any] = {}
         for key, value in data.items():
@@ -156,6 +162,8 @@ class _Stop(Exception):
 
 def _start(config: TrainOptimizerConfig, ckpt: Path, resume: bool, device: torch.device):
     """The network, its Adam, the next iteration and the history: fresh or from ``ckpt``."""
+    from ...meta.learned_optimizer.lstm import LSTMOptimizer
+    from ...meta.learned_optimizer.train import load_checkpoint, make_meta_optimizer
     net = LSTMOptimizer(config.optimizer, seed=config.seed).to(device)
     meta_opt = make_meta_optimizer(net, config.meta_config())
     if not resume:
@@ -210,6 +218,7 @@ class _Session:
         self.started, self.stop = time.monotonic(), False
 
     def __call__(self, iteration: int, history: list[float]) -> None:
+        from ...meta.learned_optimizer.train import save_checkpoint
         done = iteration + 1
         self.progress.update(self.bar, completed=done, loss=f"{history[-1]:.4g}")
         if not self.live and (done % max(1, self.total // 20) == 0 or done == self.total):
@@ -228,6 +237,12 @@ class _Session:
 
 
 def cmd_train_optimizer(args: argparse.Namespace) -> int:
+    import torch
+
+    from ...devices import pick_device
+    from ...meta.learned_optimizer.lstm import save_optimizer
+    from ...meta.learned_optimizer.tasks import make_family
+    from ...meta.learned_optimizer.train import meta_train
     config = load_train_config(args.config, args.overrides)
     if args.threads < 1:
         raise ConfigError(f"--threads: must be positive (got {args.threads})")

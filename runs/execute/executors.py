@@ -27,15 +27,18 @@ start, before the first task), and declares in ``options`` the config keys it re
 to other than its default, is one :class:`ConfigError` naming the key and the executor.
 
 Retries are the driver's business: an executor reports each attempt once.
+
+A user's plug-ins (a fitness generator, search space or dataset defined in their script,
+notebook or module) reach the pool's and Dask's workers as they start
+(:mod:`evograph.runs.execute.plugins`); what a pool worker process runs is
+:mod:`evograph.runs.execute.pool_worker`. A worker that re-ran a driver's script lacking the
+``__main__`` guard stops the run in one line (:mod:`evograph.runs.execute.mainguard`).
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
-import queue
 import signal
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -47,13 +50,14 @@ from ...devices import resolve_device, worker_devices
 from ...errors import ConfigError
 from ..config import ExecutorConfig
 from .batching import QueueingExecutor, UnitQueue
-from .worker import evaluate_unit
-from .task import DataSpec, Task, TaskResult
-from .weights import PendingWrite, write_pending
+from .mainguard import UNGUARDED_EXIT, WORKER_PREFIX, UnguardedScriptError, unguarded_message
+from .plugins import PluginError, pack
+from .pool_worker import worker_main
 from .process import init_worker
+from .task import DataSpec, Task, TaskResult
+from .worker import evaluate_unit
 
 STARTUP_FAILURES = 3     # workers dying before ready in a row: give up on the queued tasks
-QUIET_WAIT_S = 0.25      # longest a pool worker's sender waits for a quiet moment to write
 
 
 class SerialExecutor(QueueingExecutor):
@@ -88,64 +92,6 @@ class SerialExecutor(QueueingExecutor):
 
     def close(self) -> None:
         pass
-
-
-def _worker_main(conn: Connection, device: str, memory_limit_mb: int,
-                 preload: DataSpec | None = None) -> None:
-    """Loop of a pool worker: say ready, then for each unit received say it has begun,
-    evaluate it and hand its results to the sender thread (:func:`_send_results`), which
-    writes their weights and sends them while this thread goes on to the next unit; None stops
-    it, once the last results are sent.
-
-    ``quiet`` is set while this thread trains or waits for a unit, and the sender writes only
-    then (or after :data:`QUIET_WAIT_S`): Python threads share one interpreter lock, and a
-    write's Python work (the state dict, the serialisation, the file calls) taking it while
-    this thread receives, parses, builds and inherits the next candidate slows those steps
-    (docs/performance.md); inside training the lock is free most of the time (kernels)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver handles Ctrl-C for everyone
-    sending, outbox, quiet = threading.Lock(), queue.SimpleQueue(), threading.Event()
-    sender = threading.Thread(target=_send_results, args=(conn, sending, outbox, quiet),
-                              name="evograph-sender", daemon=True)
-    sender.start()  # before init_worker limits the address space: its stack is mapped now
-    init_worker(1, device, memory_limit_mb, preload)
-    with sending:
-        conn.send({"ready": os.getpid()})
-    while True:
-        if not conn.poll():
-            quiet.set()  # nothing to do until the next unit comes
-        try:
-            message = conn.recv()
-        except EOFError:
-            break
-        quiet.clear()
-        if message is None:
-            break
-        with sending:  # said before the work starts, so a crash is charged to this unit
-            conn.send({"begun": [task.id for task in message["unit"]]})
-        deferred: list[PendingWrite] = []
-        results = evaluate_unit(message["unit"], message["mode"], deferred, quiet.set)
-        quiet.clear()
-        outbox.put((deferred, results))
-    quiet.set()
-    outbox.put(None)
-    sender.join()
-
-
-def _send_results(conn: Connection, sending: threading.Lock, outbox: queue.SimpleQueue,
-                  quiet: threading.Event) -> None:
-    """A pool worker's sender thread: for each unit evaluated, in order, write its weights
-    durably once the main thread is quiet (see :func:`_worker_main`), then send its results
-    (so a result the driver stores always has its weights)."""
-    while (item := outbox.get()) is not None:
-        writes, results = item
-        if writes:
-            quiet.wait(QUIET_WAIT_S)
-        results = write_pending(writes, results)
-        with sending:
-            try:
-                conn.send(results)
-            except (BrokenPipeError, OSError):
-                return  # the driver is gone
 
 
 @dataclass(eq=False)
@@ -209,6 +155,7 @@ class LocalExecutor(QueueingExecutor):
         self.devices = worker_devices(config.workers, config.device, config.per_gpu)
         self.timeout_s, self.memory_limit_mb = config.timeout_s, config.memory_limit_mb
         self.preload, self.batched = preload, config.batched
+        self.plugins = pack()  # the user's plug-ins, serialised once for every worker
         self.ctx = mp.get_context("spawn")
         self.startup_failures = 0
         self.pool: list[_Worker] = [self._start(d, i) for i, d in enumerate(self.devices)]
@@ -219,9 +166,9 @@ class LocalExecutor(QueueingExecutor):
 
     def _start(self, device: str, index: int) -> _Worker:
         parent, child = self.ctx.Pipe()
-        process = self.ctx.Process(target=_worker_main,
-                                   args=(child, device, self.memory_limit_mb, self.preload),
-                                   daemon=True, name=f"evograph-worker-{index}")
+        process = self.ctx.Process(target=worker_main, args=(child, device, self.memory_limit_mb,
+                                                             self.preload, self.plugins),
+                                   daemon=True, name=f"{WORKER_PREFIX}-{index}")
         process.start()
         child.close()
         return _Worker(process, parent, device, f"worker{index}@{device}")
@@ -284,6 +231,8 @@ class LocalExecutor(QueueingExecutor):
                 message = worker.conn.recv()
                 if isinstance(message, dict) and "ready" in message:
                     worker.ready, self.startup_failures = True, 0
+                elif isinstance(message, dict) and "plugin_error" in message:
+                    raise PluginError(message["plugin_error"])
                 elif isinstance(message, dict) and "begun" in message:
                     worker.on_begun(time.monotonic(), self.timeout_s)
                 elif isinstance(message, list):
@@ -296,6 +245,8 @@ class LocalExecutor(QueueingExecutor):
 
     def _died(self, worker: _Worker, queue: UnitQueue) -> Iterator[TaskResult]:
         worker.process.join(2.0)  # the pipe may report the death before the exit is reaped
+        if not worker.ready and worker.process.exitcode == UNGUARDED_EXIT:
+            raise UnguardedScriptError(unguarded_message())  # it re-ran the driver's script
         reason = f"worker died ({_death_reason(worker.process.exitcode)})"
         unit, was_ready = worker.unit, worker.ready
         self._requeue_waiting(worker, queue)
@@ -390,5 +341,10 @@ def check_options(config: ExecutorConfig) -> type:
 
 def make_executor(config: ExecutorConfig, preload: DataSpec | None = None):
     """The executor ``config`` describes (see :func:`check_options`), its workers loading
-    ``preload`` as they start."""
-    return check_options(config)(config, preload)
+    ``preload`` as they start and knowing the user's plug-ins
+    (:mod:`evograph.runs.execute.plugins`; the serial executor shares this process's)."""
+    executor = check_options(config)(config, preload)
+    if config.name == "dask":
+        from .dask_plugins import ship_plugins
+        ship_plugins(executor)
+    return executor

@@ -42,6 +42,7 @@ FILES = {"bundle": ("genome.json", "model.safetensors"),   # what each export fo
          "python": ("model.py", "model.safetensors"), "pt2": ("model.pt2",),
          "onnx": ("model.onnx",)}
 PICKLE_MARK, ZIP_MARK = b"\x80", b"PK\x03\x04"
+PT2_INFO = "evograph.json"   # the .pt2 archive's extra file holding the manifest's information
 
 
 # -- checksums and the manifest -------------------------------------------------------------------
@@ -154,7 +155,7 @@ _PT2_SAFE = re.compile(
     r"(models/[^/]+\.json|data/weights/weight_\d+|data/weights/[^/]+_weights_config\.json"
     r"|data/constants/tensor_\d+|data/constants/[^/]+_constants_config\.json"
     r"|data/sample_inputs/[^/]+\.pt|archive_format|archive_version|byteorder"
-    r"|\.data/version|\.data/serialization_id|extra/module_info\.json)")
+    r"|\.data/version|\.data/serialization_id|extra/module_info\.json|extra/evograph\.json)")
 
 
 def check_pt2_archive(path: Path) -> None:
@@ -213,6 +214,19 @@ def load_bundle_files(directory: Path) -> GenomeModule:
     load_state(module, read_safetensors(directory / "model.safetensors"),
                directory / "model.safetensors")
     return module.eval()
+
+
+def read_pt2_info(file: Path) -> dict[str, Any] | None:
+    """The manifest's information embedded in a screened ``.pt2`` (None if it holds none)."""
+    check_pt2_archive(file)
+    with zipfile.ZipFile(file) as archive:
+        names = [n for n in archive.namelist() if n.endswith(f"/extra/{PT2_INFO}")]
+        if not names:
+            return None
+        try:
+            return json.loads(archive.read(names[0]))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ExportError(f"{file}: its {PT2_INFO} is not valid JSON ({exc})") from None
 
 
 def load_pt2(file: Path) -> torch.nn.Module:

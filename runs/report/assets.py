@@ -56,9 +56,9 @@ svg.chart .descent, svg.chart .front { fill: none; stroke: var(--accent); stroke
 .legend span { margin-right: 14px; font-size: 12px; color: var(--muted); }
 .legend i { display: inline-block; width: 18px; height: 3px; vertical-align: middle;
             margin-right: 4px; }
-.lgraph { overflow: auto; max-height: 640px; border: 1px solid var(--line); border-radius: 6px;
-         background: #fff; }
-.lgraph svg { display: block; }
+.lgraph { overflow: auto; max-height: calc(100vh - 90px); border: 1px solid var(--line);
+          border-radius: 6px; background: #fff; }
+.lgraph svg { display: block; margin: 0 auto; max-width: none; }
 .lgraph g.node { cursor: pointer; }
 .lgraph g.node.sel path, .lgraph g.node.sel polygon { stroke: #000; stroke-width: 3; }
 .arch { overflow: auto; max-height: 720px; text-align: center; }

@@ -22,14 +22,18 @@ from pathlib import Path
 
 import networkx as nx
 
+from ..final_pick import final_summary
 from ..lineage.diff import GenomeDiff, genome_diff
 from ..lineage.graph import first_parent, line_of_descent, lineage, mutation_stats, open_store
+from ..state import RunState, run_state
 from ..store import RunStore, atomic_write_text
 from .assets import CSS, JS
 from .sections import (
     best_section,
     descent_section,
+    duration,
     edit_args,
+    final_section,
     fitness_section,
     lineage_section,
     lineage_view,
@@ -117,7 +121,17 @@ def _times(g: nx.DiGraph) -> dict[str, float]:
     return times
 
 
-def _header(g: nx.DiGraph, config: dict) -> str:
+def _state_line(state: RunState, seeded: list[dict]) -> str:
+    """The run's state (:mod:`..state`), its wall-clock time and the genomes it started from."""
+    text = (f"{state.line()} · elapsed {duration(state.elapsed_s)} in {state.sessions} driver "
+            f"session(s)")
+    if seeded:
+        sources = seeded[-1]["data"].get("sources", [])
+        text += f" · seeded with {len(sources)} given genome(s): {', '.join(sources)}"
+    return f'<p class="sub state state-{escape(state.state)}">{escape(text)}</p>'
+
+
+def _header(g: nx.DiGraph, config: dict, state_line: str = "") -> str:
     parts = [f"strategy {config.get('strategy', {}).get('name', '?')}",
              f"space {config.get('space', {}).get('name', '?')}",
              f"dataset {config.get('dataset', {}).get('name', '?')}",
@@ -125,10 +139,10 @@ def _header(g: nx.DiGraph, config: dict) -> str:
              f"seed {config.get('seed', '?')}"]
     return (f"<header><h1>evograph run {escape(str(g.graph['run_id']))}</h1>"
             f"<p class=\"sub\">{escape(' · '.join(parts))} · {escape(g.graph['run_dir'])}</p>"
-            "</header>")
+            f"{state_line}</header>")
 
 
-NAV = (("summary", "Summary"), ("fitness", "Fitness"), ("pareto", "Pareto front"),
+NAV = (("summary", "Summary"), ("final", "Final selection"), ("fitness", "Fitness"), ("pareto", "Pareto front"),
        ("descent", "Line of descent"), ("best", "Best architecture"),
        ("mutations", "Mutations"), ("lineage", "Lineage"))
 
@@ -138,6 +152,9 @@ def render_report(source: str | os.PathLike | RunStore, top: int = 10) -> str:
     with open_store(source) as store:
         g = lineage(store)
         config = store.config
+        state = run_state(store)
+        state_line = _state_line(state, store.events("seeded"))
+        final = final_summary(store)
     descent = line_of_descent(g)
     view, what = lineage_view(g, top)
     featured = set(g) if len(g) <= DIFF_ALL else view | set(descent)
@@ -145,12 +162,15 @@ def render_report(source: str | os.PathLike | RunStore, top: int = 10) -> str:
     counts: dict[str, int] = {}
     for _, status in g.nodes(data="status"):
         counts[status] = counts.get(status, 0) + 1
-    body = [summary_section(g, counts, config.get("budget", {}).get("evaluations"), _times(g)),
-            fitness_section(g, descent), pareto_section(g, g.graph["objectives"]),
+    # the "in progress" banner only while the run can go on by itself or by a resume
+    budget = config.get("budget", {}).get("evaluations") \
+        if state.state in ("running", "interrupted", "new") else None
+    body = [summary_section(g, counts, budget, {**_times(g), "elapsed": state.elapsed_s}),
+            final_section(final), fitness_section(g, descent), pareto_section(g, g.graph["objectives"]),
             descent_section(g, descent, diffs), best_section(g),
             mutation_section(mutation_stats(g)), lineage_section(g, view, what)]
     nav = "".join(f'<a href="#{a}">{t}</a>' for a, t in NAV
-                  if a != "pareto" or body[2])
+                  if (a != "pareto" or body[3]) and (a != "final" or body[1]))
     data = {"run_dir": g.graph["run_dir"], "best": g.graph["best"],
             "ind": {str(i): _entry(g, i, diffs.get(i)) for i in sorted(g)}}
     # "<" escaped: nothing in the data can close the script element or open a comment
@@ -160,7 +180,7 @@ def render_report(source: str | os.PathLike | RunStore, top: int = 10) -> str:
             f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{title}</title><style>{CSS}</style></head><body>"
-            f"{_header(g, config)}<nav>{nav}</nav><div class=\"layout\"><main>"
+            f"{_header(g, config, state_line)}<nav>{nav}</nav><div class=\"layout\"><main>"
             + "".join(body) + "</main><aside id=\"details\"><p class=\"note\">Click an "
             "individual (a point, a row, a box) to see its metrics and what changed from its "
             'parent.</p></aside></div><div id="tip"></div>'

@@ -204,6 +204,36 @@ def mutation_section(stats: list[MutationStat]) -> str:
     return section("mutations", "Mutation operators", body, note)
 
 
+def final_section(final: dict | None) -> str:
+    """The final selection (:func:`evograph.runs.final_pick.final_summary`): each candidate's
+    mean ± spread over its retrainings next to its one search score; empty without one."""
+    if not final:
+        return ""
+    pick = final.get("pick")
+    if pick is None:
+        text = final["reason"] if final["state"] == "skipped" else (
+            f"{final['done']} of {final['evaluations']} retrainings done.")
+        return section("final", "Final selection", f"<p>{escape(text)}</p>")
+    head = ('<table><tr><th class="num">search rank</th><th>individual</th><th class="num">'
+            'search fitness</th><th class="num">mean ± sd (val)</th><th class="num">seeds</th>'
+            '<th class="num">test mean ± sd</th></tr>')
+    rows = "".join(_final_row(c, c["id"] == pick["id"]) for c in pick["scores"])
+    note = (f"The {final['candidates']} best distinct architectures of the search, each "
+            f"retrained from its genes with the same {final['seeds']} fresh seeds; the pick "
+            f"(#{pick['id']}, first row) has the best mean validation fitness. The search's "
+            "single best score is the luckiest of many noisy ones (docs/final.md).")
+    return section("final", "Final selection", head + rows + "</table>", note)
+
+
+def _final_row(c: dict, picked: bool) -> str:
+    test = "—" if c["test_mean"] is None else f"{num(c['test_mean'])} ± {num(c['test_std'])}"
+    mark = " (pick)" if picked else ""
+    return (f'<tr data-id="{c["id"]}"><td class="num">{c["rank"] + 1}</td>'
+            f'<td>#{c["id"]}{mark}</td><td class="num">{num(c["search_fitness"])}</td>'
+            f'<td class="num">{num(c["mean"])} ± {num(c["std"])}</td>'
+            f'<td class="num">{c["n"]} of {c["planned"]}</td><td class="num">{test}</td></tr>')
+
+
 # -- drawings ------------------------------------------------------------------------------------
 
 def best_section(g: nx.DiGraph) -> str:
@@ -250,10 +280,11 @@ def lineage_section(g: nx.DiGraph, view: set[int], what: str) -> str:
     """The clickable lineage drawing of the individuals in ``view``."""
     sub = g.subgraph(view)
     try:
-        picture = inline_svg(to_dot(sub, g))
+        picture = inline_svg(to_dot(sub, g), fit=True)
     except EvographError as exc:
         picture = f"<p class=\"note\">{escape(str(exc))}</p>"
     note = (f"Showing {len(view):,} of {len(g):,} individuals: {escape(what)}. Time flows left "
-            "to right; edges carry the mutation; orange marks the best's line of descent; "
+            "to right or top down; a long line of descent wraps into rows, read like text; "
+            "edges carry the mutation; orange marks the best's line of descent; "
             '"+k more" counts children not drawn. Click a box for its metrics and diff.')
     return section("lineage", "Lineage", f'<div class="lgraph">{picture}</div>', note)

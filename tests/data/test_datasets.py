@@ -4,6 +4,7 @@ CIFAR's pickled batches), since nothing can be downloaded at test time."""
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import random
@@ -115,9 +116,12 @@ def test_every_dataset_is_well_formed_deterministic_and_leaves_global_rngs_alone
         assert tuple(x.shape[1:]) == data.input_shape and len(x) == len(y) > 0
         assert torch.isfinite(x).all() and set(y.unique().tolist()) == set(range(10))
     assert same_splits(data, load_dataset(name, root=all_roots, seed=3))
-    line = data.describe()
+    described = data.describe()
+    line = described["summary"]
     assert name in line and str(data.input_shape) in line and "\n" not in line
     assert f"train {len(data.y_train)}" in line and f"test {len(data.y_test)}" in line
+    assert json.loads(json.dumps(described)) == described  # stored as JSON with the run
+    assert described["preprocess"]["shape"] == list(data.input_shape)
 
 
 # ---------------------------------------------------------------- digits

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 FULL = os.environ.get("EVOGRAPH_RELIABILITY") == "full"
 FIGURES: Counter = Counter()   # printed by conftest at the end of the session
 
-TINY = ["dataset.limit=240", "fitness.epochs=0.5", "strategy.population_size=4",
+TINY = ["dataset.limit=240", "final.share=0", "fitness.epochs=0.5", "strategy.population_size=4",
         "strategy.sample_size=2", "budget.minutes=0", "space.channels=[4,12]",
         "executor.retries=1",
         "executor.batched=never"]  # exact replay (see the README: batched populations)

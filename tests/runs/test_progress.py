@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 from evograph.runs.progress import Progress
 from evograph.runs.store import RunStore
+from rich.console import Console
 
 from tests.runs.test_store import CONFIG, proposal
 
@@ -64,3 +67,46 @@ def test_progress_shows_a_run_with_no_result_yet(tmp_path, capsys, live):
         assert "0 / 3" in shown and "—" in shown
     else:
         assert "0/3 evaluations" in shown and "best fitness -" in shown
+
+
+def test_progress_says_what_is_starting_until_the_first_result(tmp_path, capsys):
+    with RunStore.create(tmp_path / "run", CONFIG, "fp-1", run_id="start") as store, \
+            Progress(store, budget=5000, live=True) as progress:
+        progress.phase("starting 2 worker(s)")
+        shown = progress.__rich__()  # what the live panel draws
+        store.add_batch(0, [proposal(0)], {})
+        store.mark_running([0])
+        store.record_result(0, "completed", 0.5, {})
+        progress.record(0, "completed", 0.5, {})
+        after = progress.__rich__()
+    console = Console(width=120, record=True, file=io.StringIO())
+    console.print(shown)
+    before_text = console.export_text()
+    console.print(after)
+    after_text = console.export_text()
+    assert "starting 2 worker(s)…" in before_text and "0 / 5000" in before_text
+    assert "starting" not in after_text and "1 / 5000" in after_text
+    assert "time budget" in after_text and "none" in after_text
+
+
+def test_progress_log_lines_give_the_start_up_the_elapsed_time_and_an_eta(tmp_path, capsys):
+    with RunStore.create(tmp_path / "run", CONFIG, "fp-1", run_id="eta") as store:
+        store.add_batch(0, [proposal(i) for i in range(5)], {})
+        store.mark_running(range(5))
+        progress = Progress(store, budget=10, live=False, elapsed_before=100.0)
+        progress.phase("starting 2 worker(s)")
+        assert "] starting 2 worker(s)…" in capsys.readouterr().err
+        progress.started -= 60  # as if this session had run a minute
+        for i in range(5):
+            store.record_result(i, "completed", 0.1 * i, {})
+            progress.record(i, "completed", 0.1 * i, {})
+        progress.update()  # 5 in a minute, 5 to go: the evaluation budget ends in a minute
+        line = capsys.readouterr().err.strip().splitlines()[-1]
+        assert line.startswith("[   160s] 5/10 evaluations") and line.endswith("(evaluations)")
+        timed = Progress(store, budget=10, live=False, minutes=2.0, elapsed_before=100.0)
+        timed.started -= 15  # 115 s of a 120 s time budget gone, none done this session
+        timed.update()
+        line = capsys.readouterr().err.strip().splitlines()[-1]
+        assert line.endswith("(time budget)")
+        figures = timed._figures()
+        assert figures["eta"][1] == "time budget" and 4.0 <= figures["eta"][0] <= 5.0

@@ -16,7 +16,7 @@ from evograph.runs.driver import create_run, run
 from evograph.runs.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = ["budget.evaluations=10", "dataset.limit=300", "fitness.epochs=1",
+TINY = ["budget.evaluations=10", "final.share=0", "dataset.limit=300", "fitness.epochs=1",
         "strategy.population_size=4", "strategy.sample_size=2", "budget.minutes=0",
         "space.channels=[4,16]",
         "executor.batched=never"]  # exact replay (see the README: batched populations)

@@ -304,7 +304,7 @@ def test_retrain_trains_winners_with_the_given_genes(digits):
     assert 0.0 <= result["val_accuracy"] <= 1.0
 
 
-RUN = ["budget.evaluations=8", "dataset.limit=200", "strategy.population_size=4",
+RUN = ["budget.evaluations=8", "final.share=0", "dataset.limit=200", "strategy.population_size=4",
        "strategy.sample_size=2", "budget.minutes=0", "space.channels=[4,16]",
        "executor.name=serial", "executor.batch=1"]
 

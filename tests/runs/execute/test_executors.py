@@ -23,7 +23,7 @@ from evograph.errors import ConfigError
 from evograph.runs.config import ExecutorConfig, load_config
 from evograph.runs.driver import create_run, run
 from evograph.runs.execute import dask_cluster as dask_executor
-from evograph.runs.execute import executors
+from evograph.runs.execute import pool_worker
 from evograph.runs.execute.batching import plan_units
 from evograph.runs.execute.executors import EXECUTORS, make_executor
 from evograph.runs.execute.worker import evaluate_task
@@ -235,10 +235,10 @@ def test_a_sender_writes_once_its_worker_is_quiet_or_has_waited_long_enough(tmp_
     """A pool worker's sender thread writes a unit's weights, then sends its results, while
     the main thread trains the next unit or waits for one (``quiet``: no interpreter lock taken
     from building the next candidate), and after ``QUIET_WAIT_S`` at the latest."""
-    monkeypatch.setattr(executors, "QUIET_WAIT_S", 0.5)
+    monkeypatch.setattr(pool_worker, "QUIET_WAIT_S", 0.5)
     here, there = multiprocessing.Pipe()
     outbox, quiet = queue.SimpleQueue(), threading.Event()
-    sender = threading.Thread(target=executors._send_results,
+    sender = threading.Thread(target=pool_worker.send_results,
                               args=(there, threading.Lock(), outbox, quiet), daemon=True)
     sender.start()
 

@@ -41,7 +41,7 @@ from ...compile.test_codegen import merge_genome
 from ...conftest import SHAPES_BY_FAMILY
 
 ROOT = Path(__file__).resolve().parents[3]
-TINY = ["dataset.limit=300", "space.channels=[1,64]", "executor.name=serial"]
+TINY = ["dataset.limit=300", "final.share=0", "space.channels=[1,64]", "executor.name=serial"]
 MERGED, CHILD, MLP, TRIVIAL, INFEASIBLE, DOMINATED = range(6)
 
 
@@ -470,7 +470,7 @@ def test_cli_export_and_its_errors(run_dir, tmp_path, capsys):
 def test_end_to_end_run_then_export_and_load(tmp_path):
     from evograph.runs.driver import create_run, run
     config = load_config(ROOT / "runs/configs/digits.toml", [
-        "budget.evaluations=6", "dataset.limit=200", "fitness.epochs=1",
+        "budget.evaluations=6", "final.share=0", "dataset.limit=200", "fitness.epochs=1",
         "strategy.population_size=3", "strategy.sample_size=2", "budget.minutes=0",
         "space.channels=[4,16]", "executor.name=serial"])
     run_dir = create_run(config, tmp_path / "run")
