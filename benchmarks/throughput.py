@@ -261,6 +261,7 @@ class FlopBook:
 def run_config(space: str, args, tmp: Path, name: str, workers: int, batched: str):
     path, extra = {**SPACES, **LONGER}[space]
     overrides = extra + [f"budget.evaluations={args.evaluations}", "budget.minutes=0",
+                         "final.share=0",  # the search's throughput, no final selection
                          "executor.name=local", f"executor.workers={workers}",
                          f"executor.batch={args.batch}", f"executor.batched={batched}",
                          f"executor.pipeline={args.pipeline}", f"out={tmp}",

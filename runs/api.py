@@ -17,6 +17,9 @@ a call at its top level would start a run in each. That is recognised and stoppe
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import logging
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -31,6 +34,8 @@ from .driver import RunOutcome, create_run
 from .driver import run as drive
 from .execute import plugins
 from .execute.mainguard import UnguardedScriptError, refuse_spawned_rerun
+
+log = logging.getLogger("evograph.config")  # its notices go to stderr (runs.setup)
 
 
 def _config(config: str | Path | RunConfig | dict | None,
@@ -86,6 +91,24 @@ def register_plugins(space: SearchSpace | None = None, fitness: type | None = No
     return names
 
 
+def _fitness_params_taken(config: RunConfig, fitness: type) -> RunConfig:
+    """The config with the [fitness] parameters the user's class does not take dropped, with a
+    one-line notice: a shipped config's ``epochs = 4`` was written for ``sgd``, not for the
+    fitness a script plugs in (the stored config holds only what the class takes)."""
+    parameters = inspect.signature(fitness).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return config
+    named = {p.name for p in parameters}
+    params = config.fitness.params
+    dropped = sorted(k for k in params if k not in named)
+    if not dropped:
+        return config
+    log.warning("evograph: note: fitness %r does not take %s (set for %s in the config): "
+                "dropped", config.fitness.name, ", ".join(dropped), "another generator")
+    kept = {k: v for k, v in params.items() if k in named}
+    return dataclasses.replace(config, fitness=dataclasses.replace(config.fitness, params=kept))
+
+
 class _FixedSpace:
     """The registry's factory for a :class:`SearchSpace` object: the object itself, or a copy
     with the overrides a config gives."""
@@ -114,6 +137,8 @@ def run(config: str | Path | RunConfig | dict | None = None, *,
     else:
         overrides = overrides + [f"{k}={_toml(v)}" for k, v in extra.items()]
     resolved = _config(config, overrides)
+    if fitness is not None:
+        resolved = _fitness_params_taken(resolved, fitness)
     if resolved.executor.name != "serial":
         plugins.pack()  # one that cannot go to a worker stops the run before it is created
     run_dir = create_run(resolved, out, source=str(config) if config else "config",
