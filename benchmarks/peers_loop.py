@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 from evograph.compile.determinism import seeded_cpu_rng
+from evograph.compile.training.sgd import OPTIMIZER_FACTORIES
 from evograph.data.datasets import Dataset
-from evograph.genome.space import OPTIMIZERS
 from torch import nn
 from torch.nn import functional as F
 
@@ -51,19 +51,6 @@ def make_net(arch: dict, in_channels: int = 1, classes: int = 10) -> nn.Module:
 
 
 # -- the loop ----------------------------------------------------------------------------------
-OPTIMIZER_CLASSES = {
-    "sgd": lambda p, lr, wd: torch.optim.SGD(p, lr=lr, weight_decay=wd),
-    "momentum": lambda p, lr, wd: torch.optim.SGD(p, lr=lr, momentum=0.9, weight_decay=wd),
-    "adam": lambda p, lr, wd: torch.optim.Adam(p, lr=lr, weight_decay=wd),
-    "rmsprop": lambda p, lr, wd: torch.optim.RMSprop(p, lr=lr, weight_decay=wd),
-    "adagrad": lambda p, lr, wd: torch.optim.Adagrad(p, lr=lr, weight_decay=wd),
-    "adadelta": lambda p, lr, wd: torch.optim.Adadelta(p, lr=lr, weight_decay=wd),
-    "adamax": lambda p, lr, wd: torch.optim.Adamax(p, lr=lr, weight_decay=wd),
-    "nadam": lambda p, lr, wd: torch.optim.NAdam(p, lr=lr, weight_decay=wd),
-}
-assert set(OPTIMIZER_CLASSES) == set(OPTIMIZERS), "peers.py: the optimizer list changed"
-
-
 def shift(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Translate each image by -1, 0 or +1 pixels per axis, zero fill (``augment = "shift"``)."""
     n, _, h, w = x.shape
@@ -78,7 +65,8 @@ def train(model: nn.Module, genes: dict, data: Dataset, epochs: int, seed: int) 
     """``epochs`` shuffled passes with the genes' optimizer, learning rate, weight decay and
     batch size; False (stopped before the step) when the loss goes non-finite."""
     gen = torch.Generator().manual_seed(seed)
-    opt = OPTIMIZER_CLASSES[genes["optimizer"]](model.parameters(), float(genes["learning_rate"]),
+    # the genes' optimizer built as the `sgd` fitness builds it: the same gene, the same optimizer
+    opt = OPTIMIZER_FACTORIES[genes["optimizer"]](model.parameters(), float(genes["learning_rate"]),
                                                 float(genes["weight_decay"]))
     model.train()
     for _ in range(epochs):
