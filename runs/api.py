@@ -18,14 +18,13 @@ a call at its top level would start a run in each. That is recognised and stoppe
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import logging
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..compile.training.fitness import FITNESS, register_fitness
+from ..compile.training.fitness import FITNESS, generator_params, register_fitness
 from ..genome.core import Genome
 from ..genome.space import SPACES, SearchSpace
 from ..selection.strategy import STRATEGIES, register_strategy
@@ -95,10 +94,9 @@ def _fitness_params_taken(config: RunConfig, fitness: type) -> RunConfig:
     """The config with the [fitness] parameters the user's class does not take dropped, with a
     one-line notice: a shipped config's ``epochs = 4`` was written for ``sgd``, not for the
     fitness a script plugs in (the stored config holds only what the class takes)."""
-    parameters = inspect.signature(fitness).parameters.values()
-    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+    named = generator_params(fitness)
+    if named is None:
         return config
-    named = {p.name for p in parameters}
     params = config.fitness.params
     dropped = sorted(k for k in params if k not in named)
     if not dropped:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import inspect
 import json
 import logging
 import socket
@@ -20,7 +19,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from .. import meta as _meta  # noqa: F401  (registers meta-learner strategies and fitness)
-from ..compile.training.fitness import FITNESS, make_fitness, takes_run_space
+from ..compile.training.fitness import FITNESS, generator_params, make_fitness, takes_run_space
 from ..compile.training.sgd import OPTIMIZER_FACTORIES
 from ..data.datasets import Dataset, load_dataset
 from ..devices import worker_devices
@@ -120,15 +119,15 @@ def strategy_settings(config: RunConfig, source: str
 def final_settings(config: RunConfig, source: str) -> RunConfig:
     """[final] fitness keys the run's generator does not take but another does (``epochs``
     after ``--set fitness.name=table``) dropped with a one-line notice, as a switched strategy's
-    are; the rest checked (:func:`~evograph.runs.final.check_final`). The config returned is stored."""
+    are; the rest checked (:func:`~evograph.runs.final.check_final`). The config returned is
+    stored."""
     generator = FITNESS.get(config.fitness.name)
     overrides = config.final.fitness
     if generator is None or not overrides:
         return config
-    parameters = inspect.signature(generator).parameters.values()
-    if not any(p.kind is p.VAR_KEYWORD for p in parameters):
-        named = {p.name for p in parameters}
-        others = {p for g in FITNESS.values() for p in inspect.signature(g).parameters}
+    named = generator_params(generator)
+    if named is not None:
+        others = {p for g in FITNESS.values() for p in generator_params(g) or ()}
         # taken by another generator: dropped; taken by none (a typo): check_final says so
         dropped = {k: v for k, v in overrides.items() if k not in named and k in others}
         if dropped:

@@ -154,6 +154,15 @@ def make_fitness(name: str, params: dict[str, Any]) -> FitnessGenerator:
         raise ValueError(f"{_unknown_param(exc)}") from None
 
 
+def generator_params(generator: Callable[..., Any]) -> frozenset[str] | None:
+    """The parameter names ``generator``'s constructor takes; None when it takes any keyword
+    (``**kwargs``). Config keys a generator does not take are dropped by name against this."""
+    parameters = inspect.signature(generator).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return None
+    return frozenset(p.name for p in parameters)
+
+
 def check_params(name: str, generator: Callable[..., Any], params: dict[str, Any]) -> None:
     """Each of ``params`` is a parameter of ``generator``'s constructor, of the type its
     annotation (or else its default) gives; else one ValueError naming the key."""
