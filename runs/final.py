@@ -14,9 +14,10 @@ from scratch, a network needs more epochs than each generation of the search gav
 the search's children inherit their parents' training). The pick is the best mean validation
 fitness (:func:`~evograph.runs.final_pick.final_pick`, re-exported here).
 
-With a time budget, as many candidates are taken as fit in the time left, estimated from each
-candidate's own evaluation time in the search (times the ratio of epochs the retraining
-changes). The plan is committed in one transaction and each
+With a time budget, the best candidate is planned if its seeds fit in the time left, and the
+others are admitted one by one as workers free up, while the work in flight and theirs fit
+(:mod:`~evograph.runs.final_feed`, which estimates a retraining from the ones that finished); the
+rest are dropped from the plan, saying so. The plan is committed in one transaction and each
 final evaluation as it finishes; a ``kill -9`` loses nothing, and a resume runs only what was in
 flight. Each final evaluation writes its weights (``weights/final-<id>-<seed>.safetensors``),
 which the retention policy never prunes: the pick's retrained weights are there for export.
@@ -37,6 +38,7 @@ from ..errors import ConfigError
 from .config import RunConfig
 from .execute.executors import make_executor
 from .execute.task import Task, TaskResult
+from .final_feed import FinalFeed, makespan, search_estimate
 from .final_pick import CandidateScore, FinalPick, final_pick  # noqa: F401  (re-exported)
 from .retention import after_tell
 from .state import Stop, disk_full_error, is_disk_full
@@ -118,22 +120,14 @@ def distinct_best(store: RunStore, n: int) -> list[EvaluationRow]:
     return chosen
 
 
-def fitting(rows: list[EvaluationRow], seeds: int, slots: int, seconds: float,
-            scale: float = 1.0) -> int:
-    """How many of ``rows`` (best first) fit in ``seconds`` on ``slots`` workers, ``seeds``
-    trainings each at ``scale`` times its own measured time (the median for one not
-    measured)."""
+def first_fits(row: EvaluationRow, seeds: int, slots: int, seconds: float,
+               scale: float = 1.0) -> bool:
+    """Whether the ``seeds`` retrainings of the best candidate fit in ``seconds`` on ``slots``
+    workers, by the estimate from its search evaluation (:func:`~.final_feed.search_estimate`);
+    the rest is admitted as it runs (:class:`~.final_feed.FinalFeed`)."""
     if not math.isfinite(seconds):
-        return len(rows)
-    times = [r.wall_time for r in rows if r.wall_time]
-    fallback = float(np.median(times)) if times else 0.0
-    spent, count = 0.0, 0
-    for row in rows:
-        spent += seeds * scale * (row.wall_time or fallback) / max(1, slots)
-        if spent > seconds:
-            break
-        count += 1
-    return count
+        return True
+    return makespan([], seeds, search_estimate(row, scale), slots) <= seconds
 
 
 def plan(store: RunStore, config: RunConfig, slots: int,
@@ -144,14 +138,13 @@ def plan(store: RunStore, config: RunConfig, slots: int,
     rows = distinct_best(store, most)
     if not rows:
         return [], "final selection skipped: no completed candidate"
-    count = fitting(rows, final.seeds, slots, seconds, cost_scale(config))
-    if not count:
+    if not first_fits(rows[0], final.seeds, slots, seconds, cost_scale(config)):
         return [], (f"final selection skipped: {final.seeds} seeds of the best candidate "
                     f"would not fit in the {seconds:.0f} s left")
     seeds = final_seeds(config.seed, final.seeds)
     planned = [{"candidate": row.id, "rank": rank, "seed_index": j, "seed": seed}
-               for rank, row in enumerate(rows[:count]) for j, seed in enumerate(seeds)]
-    return planned, f"final selection of {count} x {final.seeds}"
+               for rank, row in enumerate(rows) for j, seed in enumerate(seeds)]
+    return planned, f"final selection of {len(rows)} x {final.seeds}"
 
 
 class FinalSelection:
@@ -165,8 +158,11 @@ class FinalSelection:
         """What the stored final selection is or was, in words (None: there is none)."""
         rows = self.store.final_rows()
         if rows:
+            trimmed = self.store.events("final trimmed")
+            more = (f" ({len(trimmed[-1]['data']['candidates'])} more did not fit in the time "
+                    "left)" if trimmed else "")
             return (f"final selection of {len({r.candidate for r in rows})} x "
-                    f"{len({r.seed_index for r in rows})}")
+                    f"{len({r.seed_index for r in rows})}{more}")
         skipped = self.store.events("final skipped")
         return skipped[-1]["message"] if skipped else None
 
@@ -207,10 +203,17 @@ class FinalSelection:
             self.store.log_event("resumed", f"re-running {len(interrupted)} interrupted final "
                                  "evaluation(s)", {"final_ids": interrupted})
         stop = self.driver.stop
+        feed = FinalFeed(self.store, todo, executor.slots, self.seconds_left,
+                         cost_scale(self.config))
+        tasks: list[Task] = []
+        while len(tasks) < executor.slots and (ids := feed.next()):
+            tasks += self._start(ids)  # marked running: the work in flight for the next
         try:
-            for result in executor.run(self._start(todo), stop):
-                if self._take(result):
-                    executor.submit(self._start([-result.id]))
+            for result in executor.run(tasks, stop):
+                retry = self._take(result)
+                ids = [-result.id] if retry else feed.next()
+                if ids and not stop():
+                    executor.submit(self._start(ids))
         finally:
             if stop():
                 self.store.mark_final_pending(

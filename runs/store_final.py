@@ -42,6 +42,17 @@ class StoreFinal:
             self._insert_event(c, now, "final planned",
                                f"final selection of {data['candidates']} x {data['seeds']}", data)
 
+    def drop_final_rows(self, ids: list[int], message: str, data: dict) -> None:
+        """Drop pending final evaluations from the plan (candidates that would not finish in
+        the time left), with a ``final trimmed`` event saying so, in one transaction."""
+        if not ids:
+            return
+        with self._write("drop_final_rows") as c:
+            cur = c.executemany("DELETE FROM final_evaluations WHERE id = ? AND status = "
+                                "'pending' AND attempt = 0", [(i,) for i in ids])
+            self._require(cur, len(ids), "drop_final_rows")
+            self._insert_event(c, time.time(), "final trimmed", message, data)
+
     def final_rows(self) -> list[FinalRow]:
         """Every final evaluation, in plan order (none in a run without final selection)."""
         if self.schema_version < 2:

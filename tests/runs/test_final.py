@@ -15,10 +15,11 @@ from evograph.runs.config import load_config
 from evograph.runs.driver import create_run, run
 from evograph.runs.final import (
     final_seeds,
-    fitting,
+    first_fits,
     reserved_evaluations,
     search_config,
 )
+from evograph.runs.final_feed import FinalFeed, makespan, search_estimate
 from evograph.runs.final_pick import final_pick, final_summary
 from evograph.runs.report.sections import final_section
 from evograph.runs.report.text import best_payload, status_payload
@@ -87,16 +88,77 @@ def test_seeds_are_the_runs_own_and_shared_by_every_candidate():
     assert final_seeds(0, 2) == final_seeds(0, 3)[:2]
 
 
-def _row(id: int, wall_time: float | None) -> EvaluationRow:
-    return EvaluationRow(id, "completed", 1, 0.9, {}, None, None, 0.0, 1.0, wall_time, None)
+def _row(id: int, wall_time: float | None, train_time: float | None = None) -> EvaluationRow:
+    metrics = {} if train_time is None else {"train_time": train_time}
+    return EvaluationRow(id, "completed", 1, 0.9, metrics, None, None, 0.0, 1.0, wall_time, None)
 
 
-def test_a_time_budget_takes_the_candidates_that_fit():
-    rows = [_row(1, 10.0), _row(2, 30.0), _row(3, None)]
-    assert fitting(rows, seeds=3, slots=1, seconds=float("inf")) == 3
-    assert fitting(rows, seeds=3, slots=1, seconds=30.0) == 1      # 30 s; then 90 s more
-    assert fitting(rows, seeds=3, slots=2, seconds=60.0) == 2      # 15 + 45 s on 2 workers
-    assert fitting(rows, seeds=3, slots=1, seconds=29.0) == 0
+def test_the_work_in_flight_is_list_scheduled_on_the_workers():
+    assert makespan([], 3, 10.0, 2) == 20.0           # two at once, then the third
+    assert makespan([5.0], 3, 10.0, 2) == 20.0        # 0 -> 10 -> 20 and 5 -> 15
+    assert makespan([5.0, 8.0], 1, 10.0, 2) == 15.0   # starts when the first worker frees
+    assert makespan([7.0], 0, 10.0, 2) == 7.0
+    assert makespan([], 3, 10.0, 1) == 30.0
+
+
+def test_the_first_estimate_scales_the_training_time_only():
+    assert search_estimate(_row(1, 10.0, train_time=8.0), 25.0) == pytest.approx(202.0)
+    assert search_estimate(_row(1, 10.0), 25.0) == pytest.approx(250.0)   # not recorded
+    assert search_estimate(_row(1, None), 25.0) == 0.0
+    best = _row(1, 10.0, train_time=8.0)
+    assert first_fits(best, seeds=3, slots=2, seconds=float("inf"), scale=25.0)
+    assert first_fits(best, seeds=3, slots=2, seconds=404.0, scale=25.0)       # 2 x 202 s
+    assert not first_fits(best, seeds=3, slots=2, seconds=403.0, scale=25.0)
+    assert not first_fits(best, seeds=3, slots=1, seconds=605.0, scale=25.0)   # 3 x 202 s
+
+
+def replanned(reference: Path, tmp_path: Path) -> tuple[Path, list[int]]:
+    """A copy of the reference run with its final selection planned again, nothing started."""
+    import shutil
+    run_dir = tmp_path / "replanned"
+    shutil.copytree(reference, run_dir)
+    with RunStore.open(run_dir) as store:
+        rows = store.final_rows()
+    with sqlite3.connect(run_dir / "run.db") as db:
+        db.execute("DELETE FROM final_evaluations")
+    plan = [{"candidate": r.candidate, "rank": r.rank, "seed_index": r.seed_index,
+             "seed": r.seed} for r in rows]
+    with RunStore.open(run_dir) as store:
+        store.add_final_plan(plan, {"candidates": 2, "ids": [], "seeds": 2})
+        return run_dir, [r.id for r in store.final_rows()]
+
+
+def test_without_a_time_budget_every_planned_retraining_is_handed_out(reference, tmp_path):
+    run_dir, ids = replanned(reference, tmp_path)
+    with RunStore.open(run_dir) as store:
+        feed = FinalFeed(store, ids, 2, lambda: float("inf"), 1.0)
+        assert [feed.next() for _ in ids] == [[i] for i in ids] and feed.next() == []
+
+
+def test_candidates_that_would_not_finish_are_dropped_whole_saying_so(reference, tmp_path):
+    run_dir, ids = replanned(reference, tmp_path)
+    with RunStore.open(run_dir) as store:
+        rows = store.final_rows()
+        first, second = rows[0].candidate, rows[2].candidate
+        search = {c: store.evaluation(c).wall_time for c in (first, second)}
+        left = [float("inf")]
+        feed = FinalFeed(store, ids, 1, lambda: left[0], 1.0)
+        assert feed.next() == [ids[0]]
+        store.mark_final_running([ids[0]])
+        # the first retraining took 10 times its search evaluation: that ratio sizes the rest
+        store.record_final(ids[0], "completed", 0.9, {}, wall_time=10 * search[first])
+        assert feed.estimate(second) == pytest.approx(10 * search[second])
+        left[0] = 0.0
+        assert feed.next() == [ids[1]]          # an admitted candidate's seeds all run
+        store.mark_final_running([ids[1]])
+        store.record_final(ids[1], "completed", 0.8, {}, wall_time=10 * search[first])
+        left[0] = 2 * 10 * search[second] - 1e-6   # its two seeds on one worker: just over
+        assert feed.next() == [] and feed.next() == []
+        assert [r.id for r in store.final_rows()] == ids[:2]
+        trimmed = store.events("final trimmed")[-1]
+        assert trimmed["data"]["candidates"] == [second]
+        assert trimmed["message"].startswith("final selection trimmed: 1 candidate(s) would not")
+        assert final_pick(store).id == first and final_pick(store).candidates == 1
 
 
 # -- a run with a final selection -----------------------------------------------------------------
