@@ -40,7 +40,7 @@ from ...genome.core import Genome
 from .dense_stack import DenseStack, dense_chain
 from .fitness import Score, Splits
 from .functional_optim import FUNCTIONAL_OPTIMIZERS, apply_update, clip_rows_, init_state
-from .sgd import AUGMENTATIONS, Augmentation, SGDTraining
+from .sgd import AUGMENTATIONS, Augmentation, SGDTraining, lr_factor
 
 
 def batch_problem(genomes: Sequence[Genome]) -> str | None:
@@ -143,9 +143,10 @@ class _Population:
         self.device = device
         self.alive = [True] * len(modules)
 
-    def step(self, x: Tensor, y: Tensor, step: int, grad_clip: float) -> list[float]:
-        """One training step of every live candidate on its own minibatch (x: (K, b, ...));
-        returns the K losses. A candidate whose loss is non-finite stops before updating, as
+    def step(self, x: Tensor, y: Tensor, step: int, grad_clip: float,
+             rate: float = 1.0) -> list[float]:
+        """One training step of every live candidate on its own minibatch (x: (K, b, ...)), at
+        ``rate`` times each one's learning rate; returns the K losses. A candidate whose loss is non-finite stops before updating, as
         ``train_steps`` does, and stays frozen from then on."""
         losses, new_buffers = self.loss_fn(self.params, self.buffers, x, y)     # (K,)
         values = losses.detach().tolist()
@@ -161,8 +162,8 @@ class _Population:
             clip_rows_(grads, grad_clip)
         if self.state is None:
             self._match_layout(grads)
-        apply_update(self.optimizer, self.plist, grads, self.state, self.lr * mask.cpu(),
-                     self.wd, step)
+        rates = self.lr * mask.cpu() * rate
+        apply_update(self.optimizer, self.plist, grads, self.state, rates, self.wd, step)
         return values
 
 
@@ -185,12 +186,14 @@ def train_batched(modules: Sequence[nn.Module], genes: Sequence[dict[str, Any]],
                   steps: int, batch: int, seeds: Sequence[int], device: torch.device,
                   label_smoothing: float = 0.0, grad_clip: float = 0.0,
                   points: int = 20, direct: bool = True,
-                  augment: Augmentation | None = None) -> list[list[float]]:
+                  augment: Augmentation | None = None,
+                  lr_schedule: str = "constant") -> list[list[float]]:
     """``train_steps`` for K modules of one architecture at once; the trained weights are written
     back into ``modules``. Returns each candidate's loss curve (ending non-finite if it
     diverged). Chains of dense layers take the direct path of
     :mod:`evograph.compile.training.dense_stack` unless ``direct`` is False; other networks, ``vmap``.
-    ``augment`` as in ``train_steps``: each candidate draws from its own generator."""
+    ``augment`` and ``lr_schedule`` as in ``train_steps``: each candidate draws from its own
+    generator."""
     layers = dense_chain(modules[0]) if direct else None
     population: DenseStack | _Population = (
         DenseStack(modules, layers, genes, device, label_smoothing) if layers
@@ -206,7 +209,7 @@ def train_batched(modules: Sequence[nn.Module], genes: Sequence[dict[str, Any]],
         if augment is not None:
             x = _augment_rows(x, orders.gens, augment)
         values = population.step(x, y_all.index_select(0, rows).view(idx.shape), step + 1,
-                                 grad_clip)
+                                 grad_clip, lr_factor(lr_schedule, step, steps))
         for i, value in enumerate(values):
             if was_alive[i] and not population.alive[i]:
                 curves.curves[i].append(value)                             # its last entry
@@ -246,7 +249,8 @@ def score_batched(fitness: SGDTraining, modules: Sequence[nn.Module],
     start = time.perf_counter()
     curves = train_batched(modules, genes, data, steps, batch, seeds, device,
                            fitness.label_smoothing, fitness.grad_clip,
-                           augment=AUGMENTATIONS[fitness.augment])
+                           augment=AUGMENTATIONS[fitness.augment],
+                           lr_schedule=fitness.lr_schedule)
     share = (time.perf_counter() - start) / len(modules)
     return [fitness.finish(m, g, data, c, share, device)
             for m, g, c in zip(modules, genomes, curves)]

@@ -205,9 +205,10 @@ class DenseStack:
                 g = torch.bmm(g, self.params[i][0])                      # (K, b, in)
 
     @torch.no_grad()
-    def step(self, x: Tensor, y: Tensor, step: int, grad_clip: float) -> list[float]:
-        """One step of every live candidate on its own minibatch (x: (K, b, ...)); the K
-        losses. A non-finite loss stops its candidate before the update, for good."""
+    def step(self, x: Tensor, y: Tensor, step: int, grad_clip: float,
+             rate: float = 1.0) -> list[float]:
+        """One step of every live candidate on its own minibatch (x: (K, b, ...)), at ``rate``
+        times its learning rate; the K losses. A non-finite loss stops its candidate before the update, for good."""
         logits, saved = self._forward(x.flatten(2))
         losses, g = self._loss_grad(logits, y)
         values = losses.tolist()
@@ -222,8 +223,9 @@ class DenseStack:
                 g.masked_fill_(dead, 0.0)
         if grad_clip > 0:
             clip_rows_(self.grad_blocks, grad_clip)
-        apply_update(self.optimizer, self.blocks, self.grad_blocks, self.state, self.lr * mask,
-                     self.wd, step)
+        rates = self.lr * mask * rate
+        apply_update(self.optimizer, self.blocks, self.grad_blocks, self.state, rates, self.wd,
+                     step)
         return values
 
     @torch.no_grad()

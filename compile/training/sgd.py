@@ -37,6 +37,17 @@ _BUILT_IN_FACTORIES: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "nadam": lambda p, lr, wd: torch.optim.NAdam(p, lr=lr, weight_decay=wd),
 }
 OPTIMIZER_FACTORIES = {name: _BUILT_IN_FACTORIES[name] for name in OPTIMIZER_NAMES}
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def lr_factor(schedule: str, step: int, steps: int) -> float:
+    """The multiplier of the genome's learning rate at (0-based) ``step`` of ``steps``: 1 for
+    ``constant``; for ``cosine``, annealing from 1 towards 0 over the training (Loshchilov &
+    Hutter, *SGDR*, ICLR 2017, without restarts), the schedule NAS papers retrain their final
+    networks with (e.g. DARTS, Liu et al. 2019)."""
+    if schedule == "constant" or steps <= 0:
+        return 1.0
+    return 0.5 * (1.0 + math.cos(math.pi * step / steps))
 
 
 def make_optimizer(genes: dict[str, Any], params) -> torch.optim.Optimizer:
@@ -127,7 +138,8 @@ def evaluate(module: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.
 @dataclass
 class SGDTraining:
     """Train for ``epochs`` passes (or exactly ``steps`` minibatch steps when > 0), then score
-    validation accuracy. ``label_smoothing`` and ``grad_clip`` (0: off) are plain knobs."""
+    validation accuracy. ``label_smoothing`` and ``grad_clip`` (0: off) are plain knobs;
+    ``lr_schedule`` scales the genome's learning rate over the steps (:func:`lr_factor`)."""
 
     epochs: float = 3.0
     steps: int = 0
@@ -135,6 +147,7 @@ class SGDTraining:
     label_smoothing: float = 0.0
     grad_clip: float = 0.0
     augment: str = "none"          # "shift": random translations of up to one pixel/step
+    lr_schedule: str = "constant"  # "cosine": the learning rate annealed to 0 (lr_factor)
     batched: ClassVar[bool] = True   # score_batched trains a group; not inherited (fitness.py)
 
     def __post_init__(self) -> None:
@@ -144,6 +157,9 @@ class SGDTraining:
             raise ValueError("steps/eval_batch_size: must be positive")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError("label_smoothing: must be in [0, 1)")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule: must be one of {', '.join(LR_SCHEDULES)} "
+                             f"(got {self.lr_schedule!r})")
         if self.augment not in AUGMENTATIONS:
             raise ValueError(f"augment: must be one of {', '.join(AUGMENTATIONS)} "
                              f"(got {self.augment!r})")
@@ -175,7 +191,8 @@ class SGDTraining:
         batch, steps = self.schedule(genome, data)
         curve = train_steps(module, data, genome.gene, steps, batch, seed, device,
                             self.label_smoothing, self.grad_clip,
-                            augment=AUGMENTATIONS[self.augment], make_opt=self.optimizer_for)
+                            augment=AUGMENTATIONS[self.augment], make_opt=self.optimizer_for,
+                            lr_schedule=self.lr_schedule)
         return self.finish(module, genome, data, curve, time.perf_counter() - start, device)
 
     def finish(self, module: nn.Module, genome: Genome, data: Splits, curve: list[float],
@@ -210,7 +227,7 @@ def train_steps(module: nn.Module, data: Splits, genes: dict[str, Any], steps: i
                 augment: Augmentation | None = None,
                 loss_read_every: int | None = None,
                 make_opt: Callable[[dict[str, Any], Any], torch.optim.Optimizer] = make_optimizer,
-                ) -> list[float]:
+                lr_schedule: str = "constant") -> list[float]:
     """Run ``steps`` minibatch steps; return the mean loss over ~``points`` equal chunks.
     Stops early (last entry non-finite) on a NaN/inf loss.
 
@@ -220,10 +237,12 @@ def train_steps(module: nn.Module, data: Splits, genes: dict[str, Any], steps: i
     steps at a time (default :data:`GPU_LOSS_READ_EVERY` there, 1 on CPU): the curve is the same
     value for value, and so is every weight, unless the loss goes non-finite — then up to that
     many steps ran past it, on weights already ruined, before the curve ends at the first
-    non-finite value."""
+    non-finite value. ``lr_schedule``: each step's learning rate is the optimizer's own times
+    :func:`lr_factor` (a learned optimizer without a learning rate is left as it is)."""
     read_every = loss_read_every or (1 if torch.device(device).type == "cpu"
                                      else GPU_LOSS_READ_EVERY)
     optimizer = make_opt(genes, module.parameters())
+    base_rates = [group.get("lr") for group in optimizer.param_groups]
     gen = torch.Generator().manual_seed(seed)
     n = len(data.x_train)
     x_all, y_all = data.x_train.to(device), data.y_train.to(device)
@@ -248,6 +267,8 @@ def train_steps(module: nn.Module, data: Splits, genes: dict[str, Any], steps: i
         loss.backward()
         if grad_clip > 0:
             nn.utils.clip_grad_norm_(module.parameters(), grad_clip)
+        if lr_schedule != "constant":
+            _scale_rates(optimizer, base_rates, lr_factor(lr_schedule, step, steps))
         optimizer.step()
         if unread and (len(unread) == read_every or step == steps - 1):
             values = torch.stack(unread).tolist()  # one wait for the device
@@ -256,6 +277,12 @@ def train_steps(module: nn.Module, data: Splits, genes: dict[str, Any], steps: i
                 if not curve.take(value, last=step == steps - 1 and i == len(values) - 1):
                     return curve.points
     return curve.points
+
+
+def _scale_rates(optimizer: torch.optim.Optimizer, base_rates: list, factor: float) -> None:
+    for group, base in zip(optimizer.param_groups, base_rates):
+        if isinstance(base, (int, float)):
+            group["lr"] = base * factor
 
 
 class _LossCurve:
