@@ -73,8 +73,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="use this finished run of mnist1d.toml instead of evolving")
     parser.add_argument("--digits-run", type=Path, default=None,
                         help="use this finished run of digits.toml instead of evolving")
+    parser.add_argument("--lr-schedule", choices=("constant", "cosine"), default="cosine",
+                        help="of the retrainings from scratch (the final selection's: cosine)")
+    parser.add_argument("--sections", default="mnist1d,digits",
+                        help="which to run, comma separated (mnist1d, digits)")
+    parser.add_argument("--out", type=Path, default=None, help="the JSON report's path")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
+    args.sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = sorted(set(args.sections) - {"mnist1d", "digits"})
+    if unknown or not args.sections:
+        parser.error(f"--sections: unknown {', '.join(unknown) or 'none given'} "
+                     "(known: mnist1d, digits)")
     quick = {"minutes": 1.0, "digits_minutes": 1.0, "retrain_epochs": 20.0,
              "finetune_epochs": 5.0, "executor": "serial"}
     full = {"minutes": 30.0, "digits_minutes": 5.0, "retrain_epochs": 60.0,
@@ -83,7 +93,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if getattr(args, name) is None:
             setattr(args, name, value)
     args.cnn_steps = 1500 if args.quick else 6000
-    args.out = RESULTS / ("published-quick.json" if args.quick else "published.json")
+    args.out = args.out or RESULTS / ("published-quick.json" if args.quick else "published.json")
     return args
 
 
@@ -181,12 +191,27 @@ def evolve(config: str, args: argparse.Namespace, minutes: float, tmp: Path,
         weights = load_file(store.weights_file(best.id))
         counts = store.counts_by_status()
         spent = sum(e.wall_time or 0.0 for e in store.evaluations())
-    return {"genome": genome, "weights": weights, "id": best.id,
+        final = final_of(store, run_dir)
+    return {"genome": genome, "weights": weights, "id": best.id, "final": final,
             "val_accuracy": best.metrics.get("val_accuracy"),
             "test_accuracy": best.metrics.get("test_accuracy"),
             "params": best.metrics.get("params"), "evaluations": counts,
             "minutes": (time.perf_counter() - start) / 60 if existing is None else None,
             "evaluation_minutes": spent / 60, "reason": reason}
+
+
+def final_of(store: RunStore, run_dir: Path) -> dict | None:
+    """The run's final pick: its genome, the weights of each retraining seed, and the
+    candidates' scores on the run's own splits (None when the run made no final selection)."""
+    from evograph.runs.final_pick import final_pick
+    pick = final_pick(store)
+    if pick is None:
+        return None
+    return {"id": pick.id, "genome": from_dict(store.individual(pick.id).genome),
+            "weights": [load_file(run_dir / w) for w in pick.weights],
+            "candidates": pick.candidates, "seeds": pick.seeds,
+            "val_mean": pick.mean, "run_test_mean": pick.score.test_mean,
+            "fitness": dict(store.config.get("final", {}).get("fitness", {}))}
 
 
 def with_weights(genome, weights: dict, seed: int) -> nn.Module:
@@ -210,11 +235,12 @@ def finetune(genome, weights: dict, data: Dataset, epochs: float, seed: int) -> 
     return float(score.metrics.get("test_accuracy", float("nan")))
 
 
-def retrain(genome, data: Dataset, epochs: float, seed: int) -> float:
+def retrain(genome, data: Dataset, epochs: float, seed: int,
+            lr_schedule: str = "constant") -> float:
     """Train a genome from scratch with its own genes (the ``sgd`` fitness); test accuracy."""
     device = torch.device("cpu")
-    score = SGDTraining(epochs=epochs).score(build(genome, seed=seed, device=device), genome,
-                                             data, seed=seed, device=device)
+    score = SGDTraining(epochs=epochs, lr_schedule=lr_schedule).score(
+        build(genome, seed=seed, device=device), genome, data, seed=seed, device=device)
     return float(score.metrics.get("test_accuracy", float("nan")))
 
 
@@ -236,9 +262,25 @@ def mnist1d_section(args: argparse.Namespace, tmp: Path) -> dict:
     ours["evolved, as evolved"] = as_is(genome, weights, data)
     ours["evolved, fine-tuned"] = over_seeds(
         lambda s: finetune(genome, weights, data, args.finetune_epochs, s), args.seeds)
+    schedule = args.lr_schedule
     ours["evolved, retrained from scratch"] = over_seeds(
-        lambda s: retrain(genome, data, args.retrain_epochs, s), args.seeds)
+        lambda s: retrain(genome, data, args.retrain_epochs, s, schedule), args.seeds)
+    final = evolved.get("final")
+    out["evolved"]["final"] = None if final is None else {
+        k: (v.canonical_dict() if k == "genome" else v) for k, v in final.items()
+        if k != "weights"}
+    if final is not None:  # the final selection's effect: its pick beside the search's best
+        ours["final pick, as the run retrained it"] = over_weights(final, data)
+        ours["final pick, retrained from scratch"] = over_seeds(
+            lambda s: retrain(final["genome"], data, args.retrain_epochs, s, schedule),
+            args.seeds)
     return out
+
+
+def over_weights(final: dict, data: Dataset) -> dict:
+    """The pick's test accuracy with each of the run's retrained weights (one per seed)."""
+    values = [as_is(final["genome"], w, data) for w in final["weights"]]
+    return {"mean": float(np.mean(values)), "std": float(np.std(values)), "values": values}
 
 
 def digits_section(args: argparse.Namespace, tmp: Path) -> dict:
@@ -283,12 +325,16 @@ def print_tables(result: dict) -> None:
     for name, value in m["published"].items():
         ours = m["ours"].get(name if name != "CNN" else "paper CNN")
         t.add_row(name, f"{value:.0%}", _acc(ours))
-    for name in ("evolved, as evolved", "evolved, fine-tuned", "evolved, retrained from scratch"):
-        t.add_row(f"evograph {name}", "-", _acc(m["ours"][name]))
+    for name in ("evolved, as evolved", "evolved, fine-tuned", "evolved, retrained from scratch",
+                 "final pick, as the run retrained it", "final pick, retrained from scratch"):
+        if name in m["ours"]:
+            t.add_row(f"evograph {name}", "-", _acc(m["ours"][name]))
     console = Console(width=140)
     console.print(t)
     console.print(f"  evolved: {m['evolved']['summary']}; run val "
                   f"{_acc(m['evolved']['val_accuracy'])}, {m['evolved']['evaluations']}")
+    if "digits" not in result:
+        return
     d = Table(title="digits (8x8, 359 test images): test accuracy")
     d.add_column("model")
     d.add_column("this run")
@@ -303,8 +349,11 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(1)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        result = {"mnist1d": mnist1d_section(args, Path(tmp)),
-                  "digits": digits_section(args, Path(tmp))}
+        result = {}
+        if "mnist1d" in args.sections:
+            result["mnist1d"] = mnist1d_section(args, Path(tmp))
+        if "digits" in args.sections:
+            result["digits"] = digits_section(args, Path(tmp))
     wall = time.perf_counter() - start
     print_tables(result)
     report = {"benchmark": "published", "quick": args.quick,

@@ -1,6 +1,7 @@
 """Compilation of genomes into PyTorch modules (builder, layers, weight inheritance, code
 generation, determinism); :mod:`.training` beside it trains and scores them."""
 
+from . import cells as _cells  # noqa: F401  (registers the cell networks' layers and emitters)
 from .builder import GenomeModule, build, count_parameters
 from .training import FITNESS, FitnessGenerator, Score, make_fitness, register_fitness
 

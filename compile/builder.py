@@ -13,18 +13,19 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..genome.cells import expand
 from ..genome.core import Genome
-from ..genome.ops import spatial_shape
+from ..genome.ops import OPS, spatial_shape
 from ..genome.validate import GenomeInfo, analyze
 from .determinism import seeded_cpu_rng
-from .layers import LAYERS, Merge
+from .layers import LAYERS, Concat, Merge
 
 
 @dataclass(frozen=True)
 class PlanStep:
     key: str                    # submodule name, "n<id>"
     inputs: tuple[int, ...]     # positions in the list of computed values
-    merged: bool                # several inputs: sum them through layers["m<id>"]
+    merged: bool                # several inputs: sum (or concatenate) them through merges[key]
 
 
 class GenomeModule(nn.Module):
@@ -46,8 +47,9 @@ class GenomeModule(nn.Module):
             self.layers[key] = LAYERS[node.op](node, info.in_shapes[node_id],
                                                info.out_shapes[node_id])
             if len(preds) > 1:
-                self.merges[key] = Merge([info.out_shapes[p] for p in preds],
-                                         info.in_shapes[node_id])
+                self.merges[key] = (Concat() if OPS[node.op].concat else
+                                    Merge([info.out_shapes[p] for p in preds],
+                                          info.in_shapes[node_id]))
             plan.append(PlanStep(key, tuple(position[p] for p in preds), len(preds) > 1))
             position[node_id] = len(position)
         self.plan = tuple(plan)
@@ -67,10 +69,15 @@ class GenomeModule(nn.Module):
 def build(genome: Genome, *, seed: int | None = 0, device: str | torch.device | None = None,
           info: GenomeInfo | None = None) -> GenomeModule:
     """Validate and compile ``genome``; initialise its weights from ``seed`` without touching
-    the global torch RNG, then move it to ``device`` (CPU when None)."""
+    the global torch RNG, then move it to ``device`` (CPU when None). A cell genome compiles
+    to the module of its expanded network (tensors named by the network's node ids)."""
     info = info or analyze(genome)
+    network = expand(genome)       # a cell genome is built as its network (genome.cells)
+    if network is not genome:
+        info = analyze(network)
     with seeded_cpu_rng(seed):
-        module = GenomeModule(genome, info)
+        module = GenomeModule(network, info)
+    module.genome_hash = genome.hash
     return module.to(device) if device is not None else module
 
 

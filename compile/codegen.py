@@ -22,8 +22,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from ..genome.cells import expand
 from ..genome.core import Genome, Node
-from ..genome.ops import Shape, flat_size, is_spatial
+from ..genome.ops import OPS, Shape, flat_size, is_spatial
 from ..genome.validate import GenomeInfo, analyze
 
 # activation gene -> the functional call nn.<Module> makes (identical numerics)
@@ -177,7 +178,11 @@ def forward_lines(genome: Genome, info: GenomeInfo) -> tuple[list[str], NodeCode
     for node_id in info.order:
         node, preds = genome.node(node_id), genome.predecessors(node_id)
         shape_in, shape_out = info.in_shapes[node_id], info.out_shapes[node_id]
-        if len(preds) > 1:
+        if len(preds) > 1 and OPS[node.op].concat:
+            lines.append(f"m{node_id} = torch.cat([{', '.join(f'x{p}' for p in preds)}], 1)"
+                         f"  # {shape_text(shape_in)}")
+            h = f"m{node_id}"
+        elif len(preds) > 1:
             lines += merge_lines(node_id, [(f"x{p}", info.out_shapes[p]) for p in preds],
                                  shape_in)
             h = f"m{node_id}"
@@ -197,7 +202,10 @@ def generate(genome: Genome, class_name: str = "EvolvedNet", info: GenomeInfo | 
     if not class_name.isidentifier():
         raise ValueError(f"class name {class_name!r} is not a Python identifier")
     info = info or analyze(genome)
-    lines, code = forward_lines(genome, info)
+    network = expand(genome)       # a cell genome is written out as its network
+    if network is not genome:
+        info = analyze(network)
+    lines, code = forward_lines(network, info)
     input_shape = tuple(genome.input_node.get("shape"))
     source = TEMPLATE.format(
         hash=genome.hash, summary=info.summary(), note=f"\n{note}\n" if note else "",

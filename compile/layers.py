@@ -137,3 +137,11 @@ class Merge(nn.Module):
         for x, shape in zip(xs[1:], self.input_shapes[1:]):
             out = out + self._reconcile(x, shape)
         return out
+
+
+class Concat(nn.Module):
+    """Concatenate several inputs on channels (a NASNet cell's output; shapes checked by
+    validation): (N, C_i, H, W) -> (N, sum C_i, H, W)."""
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        return torch.cat(xs, dim=1)

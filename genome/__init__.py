@@ -1,5 +1,6 @@
 """Genomes: the immutable network value, its ops, search spaces, validation and serialization."""
 
+from . import cells as _cells  # noqa: F401  (registers the cell ops, skeletons and spaces)
 from . import codec_spaces as _codec_spaces  # noqa: F401  (registers the mlp and conv codecs)
 from .core import DEFAULT_GENES, Genome, Node
 from .io import from_json, load, save, to_json

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..errors import EvographError
 from .core import Genome, Node
+from .cells.skeleton import is_cell_genome
 from .validate import analyze
 
 OP_COLOURS = {"input": "#dfe7f5", "output": "#f5dfdf", "conv": "#e4f2e4", "dense": "#f2efe0",
@@ -31,6 +32,11 @@ def node_caption(node: Node) -> str:
         return f"output ({p['num_classes']} classes)"
     if node.op == "input":
         return "input " + "x".join(str(d) for d in p["shape"])
+    if node.op == "skeleton":
+        return (f"{p['name']} stem = cell node 0\n{p['stages']} stages x {p['cells']} cells, "
+                f"{p['channels']} channels")
+    if node.op == "cell_node":
+        return f"cell node {p['index']} (sum)"
     return node.label()
 
 
@@ -44,8 +50,16 @@ def to_dot(genome: Genome, title: str | None = None) -> str:
              '  node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=11];']
     if title:
         lines.append(f"  labelloc=t; label={_quote(title)};")
-    for node in genome.nodes:
-        shape = "x".join(str(d) for d in info.out_shapes[node.id])
+    cell = is_cell_genome(genome)
+    if cell:  # the template in a box: it is repeated through the network
+        lines.append('  subgraph cluster_cell { label="cell (the same in every copy)"; '
+                     'style=dashed;')
+    endpoints = ("input", "output")
+    for node in sorted(genome.nodes, key=lambda n: n.op in endpoints):
+        if cell and node.op in endpoints:
+            lines.append("  }")
+            cell = False
+        shape = "x".join(str(d) for d in info.out_shapes[node.id]) or "none: left out"
         caption = f"{node_caption(node)}\\n[{shape}]"
         colour = OP_COLOURS.get(node.op, "#ffffff")
         lines.append(f"  n{node.id} [label={_quote(caption)}, "

@@ -36,6 +36,8 @@ class OpSpec:
     infer: Callable[[Node, Shape], Shape]        # merged input shape -> output shape
     count: Callable[[Node, Shape, Shape], tuple[int, int]]  # -> (params, flops)
     spatial_only: bool = False
+    template: bool = False     # only in a cell's template, expanded away (genome.cells)
+    concat: bool = False       # several inputs are concatenated on channels, not summed
 
 
 OPS: dict[str, OpSpec] = {}

@@ -99,7 +99,8 @@ def _factory_params(factory: Callable[..., Any]) -> dict[str, Any]:
             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 
-_AT_LEAST = {"max_layers": 1, "max_params": 1, "max_flops": 1}
+_AT_LEAST = {"max_layers": 1, "max_params": 1, "max_flops": 1, "cell_channels": 1, "cells": 1,
+             "stages": 1, "blocks": 1}
 _POSITIVE_CHOICES = ("kernel_sizes", "strides", "unit_choices", "batch_sizes")
 _MAY_BE_EMPTY = ("initial_genes", "mutation_weights")  # empty: none / every mutation alike
 _PAIRS = {"channels": (1, True), "learning_rate": (0.0, False), "weight_decay": (0.0, True)}

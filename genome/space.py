@@ -30,6 +30,8 @@ from .ops import ACTIVATIONS, Shape, spatial_shape
 from .validate import GenomeInfo, analyze
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop", "adagrad", "adadelta", "adamax", "nadam")
+# a cell genome's nodes besides its ops (genome.cells)
+CELL_STRUCTURE = ("skeleton", "cell_node", "cell_input", "block", "cell_output")
 GenomeFactory = Callable[["SearchSpace", np.random.Generator, Shape, int], Genome]
 
 
@@ -49,9 +51,14 @@ class SearchSpace:
     learning_rate: tuple[float, float] = (1e-4, 1.0)
     weight_decay: tuple[float, float] = (0.0, 1e-2)
     batch_sizes: tuple[int, ...] = (16, 32, 64, 128, 256)
-    max_layers: int = 24                          # hidden nodes (all but input and output)
+    max_layers: int = 24                          # hidden nodes (all but input and output;
+                                                  # not of cell genomes: blocks bounds a cell)
     max_params: int = 2_000_000
     max_flops: int = 500_000_000
+    cell_channels: int = 16                       # cell spaces: the first stage's channels,
+    cells: int = 5                                # cells per stage,
+    stages: int = 3                               # stages (channels double at each reduction),
+    blocks: int = 5                               # blocks per cell (nasnet)
     initial_genes: tuple[tuple[str, Any], ...] = ()
     mutation_weights: tuple[tuple[str, float], ...] = ()
     initial: GenomeFactory | None = field(default=None, compare=False)
@@ -61,7 +68,7 @@ class SearchSpace:
     def check(self, genome: Genome, info: GenomeInfo) -> None:
         """Raise InvalidGenome if ``genome`` (already structurally valid) leaves this space."""
         hidden = len(genome.nodes) - 2
-        if hidden > self.max_layers:
+        if hidden > self.max_layers and self.family != "cell":  # a cell's size: its blocks
             raise InvalidGenome(f"{hidden} hidden nodes exceed the space's max_layers="
                                 f"{self.max_layers}")
         for node in genome.nodes:
@@ -76,7 +83,8 @@ class SearchSpace:
 
     def _check_node(self, node: Node) -> None:
         where, p = f"node {node.id}", node.p
-        if node.op not in self.ops + ("input", "output"):
+        structural = ("input", "output") + (CELL_STRUCTURE if self.family == "cell" else ())
+        if node.op not in self.ops + structural:
             raise InvalidGenome(f"op {node.op!r} is not in space {self.name}", where)
         if node.op == "conv":
             lo, hi = self.channels

@@ -24,6 +24,13 @@ from typing import TYPE_CHECKING
 import networkx as nx
 
 from ..errors import InvalidGenome
+from .cells.skeleton import (
+    check_cell_genome,
+    expand,
+    is_cell_genome,
+    skeleton_node,
+    template_id,
+)
 from .core import Genome
 from .ops import OPS, Shape, check_params, is_spatial
 
@@ -54,6 +61,15 @@ def merged_shape(node_id: int, shapes: list[Shape]) -> Shape:
     if not is_spatial(first):
         return first
     return (first[0], min(s[1] for s in shapes), min(s[2] for s in shapes))
+
+
+def concatenated_shape(node_id: int, shapes: list[Shape]) -> Shape:
+    """The shape of ``shapes`` concatenated on channels (a NASNet cell's output): spatial
+    inputs of one height and width."""
+    if not all(is_spatial(s) for s in shapes) or len({s[1:] for s in shapes}) > 1:
+        raise InvalidGenome(f"cannot concatenate inputs of shapes {shapes} (spatial inputs of "
+                            "one size only)", f"node {node_id}")
+    return (sum(s[0] for s in shapes), *shapes[0][1:])
 
 
 def check_structure(genome: Genome) -> list[int]:
@@ -122,6 +138,12 @@ def _analyze(genome: Genome) -> GenomeInfo:
     for node in genome.nodes:
         check_params(node)
     order = check_structure(genome)
+    if is_cell_genome(genome):
+        return _analyze_cells(genome, order)
+    template = [n for n in genome.nodes if OPS[n.op].template]
+    if template:
+        raise InvalidGenome(f"op {template[0].op!r} belongs in a cell genome (one with a "
+                            "'skeleton' node)", f"node {template[0].id}")
     in_shapes: dict[int, Shape] = {}
     out_shapes: dict[int, Shape] = {}
     node_params: dict[int, int] = {}
@@ -130,7 +152,8 @@ def _analyze(genome: Genome) -> GenomeInfo:
         node = genome.node(node_id)
         spec = OPS[node.op]
         preds = genome.predecessors(node_id)
-        shape_in = merged_shape(node_id, [out_shapes[p] for p in preds]) if preds else ()
+        join = concatenated_shape if spec.concat else merged_shape
+        shape_in = join(node_id, [out_shapes[p] for p in preds]) if preds else ()
         if spec.spatial_only and not is_spatial(shape_in):
             raise InvalidGenome(f"op {node.op!r} needs a spatial input, got {shape_in}",
                                 f"node {node_id}")
@@ -141,6 +164,29 @@ def _analyze(genome: Genome) -> GenomeInfo:
         flops += node_flops
     return GenomeInfo(tuple(order), in_shapes, out_shapes, node_params,
                       sum(node_params.values()), flops)
+
+
+def _analyze_cells(genome: Genome, order: list[int]) -> GenomeInfo:
+    """A cell genome's analysis: its skeleton's checks, then the expanded network's, whose
+    totals it reports. Each template node's shapes are its first copy's and its parameters the
+    sum over its copies; the nodes of the skeleton alone (stem, reductions, head) count to the
+    skeleton node, so the parameters still sum to the total (:func:`template_id`)."""
+    check_cell_genome(genome)
+    network = analyze(expand(genome))
+    in_shapes: dict[int, Shape] = {}
+    out_shapes: dict[int, Shape] = {}
+    node_params = dict.fromkeys(order, 0)
+    anchor = skeleton_node(genome).id
+    for node_id in network.order:           # topological: a first copy comes first
+        template = template_id(node_id, anchor)
+        in_shapes.setdefault(template, network.in_shapes[node_id])
+        out_shapes.setdefault(template, network.out_shapes[node_id])
+        node_params[template] += network.node_params[node_id]
+    for node_id in order:  # template nodes the network leaves out (none, pruned): no shape
+        in_shapes.setdefault(node_id, ())
+        out_shapes.setdefault(node_id, ())
+    return GenomeInfo(tuple(order), in_shapes, out_shapes, node_params, network.params,
+                      network.flops)
 
 
 def validate(genome: Genome, space: "SearchSpace | None" = None) -> GenomeInfo:

@@ -1,5 +1,7 @@
-"""Variation operators: the Large-Scale Evolution mutation set, the mlp mutations, crossover."""
+"""Variation operators: the Large-Scale Evolution mutation set, the mlp and cell mutations,
+crossover."""
 
+from . import cells as _cells  # noqa: F401  (the cell mutations)
 from . import mutations as _mutations  # noqa: F401  (fills the registry)
 from .base import MUTATIONS, Edit, NotApplicable, VariationFailed, mutate, mutation_table
 from .crossover import crossover

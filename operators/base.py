@@ -16,6 +16,8 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import EvographError, InvalidGenome
+from ..genome.cells import expand
+from ..genome.cells.skeleton import skeleton_node, template_id
 from ..genome.core import Genome
 from ..genome.space import SearchSpace
 from ..genome.validate import analyze
@@ -83,14 +85,27 @@ def reshaped_nodes(parent: Genome, child: Genome) -> set[int]:
     """Nodes of ``child`` that ``parent`` also has but whose merged input shape differs, so their
     tensors are reshaped: a node takes its channels from its first input (the smallest id), so an
     edit upstream — a new first input, a width passed on through an identity — reshapes nodes
-    the edit never touched. Empty when either genome does not validate (such a child is never
+    the edit never touched. In a cell genome, every copy of the cell counts: a template node is
+    reshaped when any of its copies is (a cell whose output widens reshapes the next cells'
+    inputs), or new when a copy the parent's network pruned comes back (an edge that led
+    nowhere now leads on). Empty when either genome does not validate (such a child is never
     trained)."""
     try:
-        before, after = analyze(parent), analyze(child)
+        before, after = _input_shapes(parent), _input_shapes(child)
     except InvalidGenome:
         return set()
-    return {node for node, shape in after.in_shapes.items()
-            if node in before.in_shapes and before.in_shapes[node] != shape}
+    return {template for node, (template, shape) in after.items()
+            if (before[node][1] != shape if node in before else parent.has_node(template))}
+
+
+def _input_shapes(genome: Genome) -> dict[int, tuple[int, tuple]]:
+    """Network node id -> (the genome node it belongs to, its merged input shape)."""
+    skeleton = skeleton_node(genome)
+    if skeleton is None:
+        return {node: (node, shape) for node, shape in analyze(genome).in_shapes.items()}
+    network = expand(genome)
+    return {node: (template_id(node, skeleton.id), shape)
+            for node, shape in analyze(network).in_shapes.items()}
 
 
 class VariationFailed(EvographError):

@@ -6,7 +6,8 @@ parent's topology — node ids are shared by descent, so nodes present in both p
 same op are homologous (as in NEAT's innovation numbers, Stanley & Miikkulainen 2002) — and takes
 each homologous node's params and each global gene from either parent at random. For chains of
 dense layers (the ``mlp`` space) the number of layers also comes from either parent and each layer
-position takes its width from either parent that has it.
+position takes its width from either parent that has it. Cell genomes take each op of the cell
+from either parent (:func:`~evograph.operators.cells.cell_crossover`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 from ..genome.core import Genome, Node
 from ..genome.space import SearchSpace
 from .base import Edit
+from .cells import cell_crossover
 
 
 def _mix_genes(a: Genome, b: Genome, rng: np.random.Generator) -> tuple[dict, list[str]]:
@@ -85,7 +87,10 @@ def _fresh_ids(ids: list[int], a: Genome, b: Genome) -> list[int]:
 def crossover(a: Genome, b: Genome, rng: np.random.Generator,
               space: SearchSpace) -> tuple[Genome, Edit]:
     """Cross two parents; the child inherits weights from ``a`` where nodes match."""
-    if space.family == "mlp" and _is_chain(a) and _is_chain(b):
+    if space.family == "cell":
+        child, ops_from_b = cell_crossover(a, b, rng, space)
+        detail = {"nodes_from_second": ops_from_b}
+    elif space.family == "mlp" and _is_chain(a) and _is_chain(b):
         child, layers_from_b = _chain_crossover(a, b, rng)
         detail = {"layers_from_second": layers_from_b}
     else:

@@ -16,6 +16,7 @@ from ..genome.validate import analyze
 from .base import Edit, NotApplicable, register_mutation
 
 CONV = ("conv",)
+ANY = ("conv", "mlp", "cell")     # the gene and identity mutations apply to every family
 MLP = ("mlp",)
 
 
@@ -36,7 +37,7 @@ def _spatial_edges(genome: Genome) -> list[tuple[int, int]]:
 
 
 # -- genes -----------------------------------------------------------------------------------------
-@register_mutation("alter-learning-rate")
+@register_mutation("alter-learning-rate", ANY)
 def alter_learning_rate(genome: Genome, rng: np.random.Generator, space: SearchSpace):
     """Multiply the learning rate by 2**u, u ~ U(-1, 1) (half to twice), clipped to the space."""
     lo, hi = space.learning_rate
@@ -48,13 +49,13 @@ def alter_learning_rate(genome: Genome, rng: np.random.Generator, space: SearchS
                                                       {"from": old, "to": new})
 
 
-@register_mutation("identity")
+@register_mutation("identity", ANY)
 def identity(genome: Genome, rng: np.random.Generator, space: SearchSpace):
     """Keep the genome as it is: the child just trains longer (inherits every weight)."""
     return genome, Edit("identity")
 
 
-@register_mutation("reset-weights")
+@register_mutation("reset-weights", ANY)
 def reset_weights(genome: Genome, rng: np.random.Generator, space: SearchSpace):
     """Same genome, but the child starts from fresh weights (inherits nothing)."""
     return genome, Edit("reset-weights", inherit=False)

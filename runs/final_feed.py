@@ -21,6 +21,7 @@ import heapq
 import math
 import time
 from collections.abc import Callable
+
 import numpy as np
 
 from .store import RunStore

@@ -18,7 +18,8 @@ settings.register_profile("evograph", deadline=None, max_examples=30, derandomiz
 settings.load_profile("evograph")
 
 # Input shapes each family is exercised on: digits, MNIST-1D, CIFAR-10 (and flat features).
-SHAPES_BY_FAMILY = {"conv": [(1, 8, 8), (1, 40), (3, 32, 32)], "mlp": [(1, 8, 8), (64,)]}
+SHAPES_BY_FAMILY = {"conv": [(1, 8, 8), (1, 40), (3, 32, 32)], "mlp": [(1, 8, 8), (64,)],
+                    "cell": [(1, 8, 8), (1, 40)]}  # 32x32 cells: tests/genome/cells
 
 
 @pytest.fixture(params=sorted(SPACES))

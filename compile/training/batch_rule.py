@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ...genome.cells import is_cell_genome
 from ...genome.core import Genome
 from ...genome.validate import analyze
 
@@ -36,8 +37,8 @@ CostClass = tuple
 
 
 def cost_class(genome: Genome, device: torch.device | str) -> CostClass:
-    """Candidates whose step times behave alike: the kind of network (conv; a plain chain of
-    dense layers, which batches by the direct path; other dense graphs, by ``vmap``), FLOPs per
+    """Candidates whose step times behave alike: the kind of network (conv; cells; a plain chain
+    of dense layers, which batches by the direct path; other dense graphs, by ``vmap``), FLOPs per
     sample within a factor of two, optimizer, batch size and device."""
     genes = genome.gene
     flops = max(analyze(genome).flops, 1)
@@ -46,6 +47,8 @@ def cost_class(genome: Genome, device: torch.device | str) -> CostClass:
 
 
 def _kind(genome: Genome) -> str:
+    if is_cell_genome(genome):
+        return "cell"            # a conv network, stacked from cells (genome.cells)
     if genome.nodes_with_op("conv"):
         return "conv"
     hidden = [n for n in genome.nodes if n.op not in ("input", "output")]

@@ -41,7 +41,10 @@ from typing import Any, ClassVar
 
 from ...errors import InvalidGenome
 from ...genome import spaces_tabular as _spaces  # noqa: F401  (registers the mlp-table space)
+from ...genome.cells.nb201 import arch_string
+from ...genome.cells.skeleton import skeleton_node
 from ...genome.core import Genome
+from ...genome.validate import analyze
 from .fitness import Score, register_fitness
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
@@ -87,6 +90,21 @@ def mlp_chain_key(genome: Genome) -> str:
         raise TableKeyError(f"layers mix activations {sorted(activations)}")
     widths = "-".join(str(n.get("units")) for n in hidden)
     return f"{widths}|{activations.pop()}|{genome.gene['optimizer']}"
+
+
+@register_table_key("nb201")
+def nb201_key(genome: Genome) -> str:
+    """The NAS-Bench-201 architecture string of an ``nb201`` cell genome, e.g.
+    ``|nor_conv_3x3~0|+|none~0|skip_connect~1|+|…~0|…~1|…~2|`` (Dong & Yang 2020): a table
+    published for the benchmark, or built here, is looked up by the cell alone."""
+    skeleton = skeleton_node(genome)
+    if skeleton is None or skeleton.get("name") != "nb201":
+        raise TableKeyError("not an nb201 cell genome (the nb201 key needs the nb201 space)")
+    try:
+        analyze(genome)
+    except InvalidGenome as error:
+        raise TableKeyError(f"not a valid nb201 cell: {error}") from None
+    return arch_string(genome)
 
 
 # -- tables --------------------------------------------------------------------------------------

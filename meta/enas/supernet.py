@@ -8,7 +8,8 @@ validation split, so a candidate costs a few steps instead of a full training ru
 cheap *proxy*: retrain the winners with the ``sgd`` fitness before trusting their accuracy.
 
 * **Keys.** A node's position is ``d<k>`` (``k`` = longest path from the input) or ``out`` for
-  the classifier. With ``share = "sliced"`` (default) the key holds the op and the params that
+  the classifier; in a cell genome's network, its node id (the cell copy and the place in the
+  cell: ENAS's micro space, :func:`cell_positions`). With ``share = "sliced"`` (default) the key holds the op and the params that
   change what a tensor means (filter size, batch-norm); widths — channels, units, the input size
   — are *prefix slices* of one tensor that grows to the largest width seen (entries never
   trained are NaN and replaced by the fresh initialisation), so a 16-channel conv uses the first
@@ -40,9 +41,10 @@ from safetensors.torch import save as save_tensors
 from torch import nn
 
 from ...files import atomic_write_bytes
+from ...genome.cells import expand, is_cell_genome
 from ...genome.core import Genome
 from ...genome.ops import flat_size
-from ...genome.validate import GenomeInfo
+from ...genome.validate import GenomeInfo, analyze
 
 try:  # POSIX advisory locks between worker processes (absent on Windows: no locking there)
     import fcntl
@@ -65,8 +67,25 @@ def positions(genome: Genome) -> dict[int, str]:
 
 
 def node_keys(genome: Genome, info: GenomeInfo, share: str = "sliced") -> dict[int, str]:
-    """Node id -> supernet key ``position|op|params[|in=...]`` (nodes with tensors only)."""
-    where, out = positions(genome), {}
+    """Node id -> supernet key ``position|op|params[|in=...]`` (nodes with tensors only). A
+    cell genome is keyed by its network's node ids (:func:`cell_positions`)."""
+    if is_cell_genome(genome):
+        network = expand(genome)
+        return _keys(network, analyze(network), cell_positions(network), share)
+    return _keys(genome, info, positions(genome), share)
+
+
+def cell_positions(network: Genome) -> dict[int, str]:
+    """Node id -> supernet position of a cell genome's network: ``n<id>``. The id names the
+    copy of the cell and the place in it (a NAS-Bench-201 edge, a NASNet block's op slot), so
+    every op at every place of every cell copy has one set of shared weights, whichever
+    architecture puts it there — ENAS's micro search space (Pham et al. 2018, §2.3)."""
+    return {node.id: f"n{node.id}" for node in network.nodes}
+
+
+def _keys(genome: Genome, info: GenomeInfo, where: dict[int, str],
+          share: str) -> dict[int, str]:
+    out = {}
     for node in genome.nodes:
         if node.op == "input":
             continue

@@ -142,9 +142,13 @@ class HypernetScoring:
         if not self.lr > 0 or not 0.0 <= self.initial_fraction <= 1.0:
             raise ValueError("lr/initial_fraction: need lr > 0 and 0 <= initial_fraction <= 1")
         try:
-            self.config((1, 8, 8), 10).get_space()
+            space = self.config((1, 8, 8), 10).get_space()
         except Exception as exc:  # noqa: BLE001 - any bad space name or override
             raise ValueError(f"space: {exc}") from None
+        if space.family == "cell":
+            raise ValueError(f"space: SMASH's encoding describes conv and mlp genomes node by "
+                             f"node, not cell genomes ({space.name}); score cells with sgd or "
+                             "enas")
 
     def config(self, input_shape: tuple[int, ...], num_classes: int) -> SmashConfig:
         """The hypernetwork's config for a dataset of this input shape and class count."""

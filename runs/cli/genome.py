@@ -20,6 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     sample.add_argument("--classes", type=int, default=10)
     sample.add_argument("--initial", action="store_true",
                         help="the space's initial genome instead of a random one")
+    sample.add_argument("--arch", default=None, metavar="STRING",
+                        help="nb201: the cell of this NAS-Bench-201 architecture string")
     sample.set_defaults(handler=cmd_sample)
 
     check = gsub.add_parser("check", help="validate a genome file (exit 2 if invalid)")
@@ -46,9 +48,28 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from ...genome import get_space, to_json
     space = get_space(args.space)
     rng = np.random.default_rng(args.seed)
+    if args.arch is not None:
+        print(to_json(_from_arch(space, args.arch, _shape(args.input_shape), args.classes)))
+        return 0
     make = space.initial_genome if args.initial else space.sample
     print(to_json(make(rng, _shape(args.input_shape), args.classes)))
     return 0
+
+
+def _from_arch(space, text: str, shape: tuple[int, ...], classes: int):
+    from ...genome import analyze
+    from ...genome.cells.nb201 import nb201_genome, parse_arch_string
+    if space.name != "nb201":
+        raise EvographError(f"--arch: architecture strings are nb201's, not {space.name}'s "
+                            "(add --space nb201)")
+    try:
+        ops = parse_arch_string(text)
+    except ValueError as error:
+        raise EvographError(f"--arch: {error}") from None
+    genome = nb201_genome(ops, shape, classes, space.cell_channels, space.cells, space.stages,
+                          dict(space.initial_genes))
+    analyze(genome, space)
+    return genome
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -57,7 +78,17 @@ def cmd_check(args: argparse.Namespace) -> int:
     space = get_space(args.space) if args.space else None
     info = analyze(genome, space)
     print(f"{args.path}: valid genome {genome.hash}: {info.summary()}")
+    if cell_name(genome) == "nb201":
+        from ...genome.cells.nb201 import arch_string
+        print(f"nb201 cell: {arch_string(genome)}")
     return 0
+
+
+def cell_name(genome) -> str | None:
+    """The skeleton a cell genome is stacked in (None: a plain network genome)."""
+    from ...genome.cells.skeleton import skeleton_node
+    node = skeleton_node(genome)
+    return None if node is None else node.get("name")
 
 
 def cmd_draw(args: argparse.Namespace) -> int:

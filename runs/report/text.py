@@ -11,6 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from ...errors import EvographError
+from ...genome.cells.nb201 import arch_string
+from ...genome.cells.skeleton import skeleton_node
 from ...genome.io import from_dict
 from ...genome.validate import analyze
 from ..final_pick import final_line, final_summary
@@ -119,8 +121,12 @@ def genome_summary(genome: dict) -> dict[str, Any]:
     ops: dict[str, int] = {}
     for node in g.nodes:
         ops[node.op] = ops.get(node.op, 0) + 1
-    return {"nodes": len(g.nodes), "ops": ops, "params": info.params, "flops": info.flops,
-            "genes": dict(genome.get("genes", {}))}
+    out = {"nodes": len(g.nodes), "ops": ops, "params": info.params, "flops": info.flops,
+           "genes": dict(genome.get("genes", {}))}
+    skeleton = skeleton_node(g)
+    if skeleton is not None and skeleton.get("name") == "nb201":
+        out["arch"] = arch_string(g)      # the NAS-Bench-201 string, as tables key it
+    return out
 
 
 def weights_text(store: RunStore, ev: Any) -> str:
@@ -150,6 +156,8 @@ def print_individual(store: RunStore, id: int) -> None:
     table.add_row("genome", g["error"] if "error" in g else (
         f"{g['nodes']} nodes ({', '.join(f'{op} ×{n}' for op, n in g['ops'].items())}), "
         f"{g['params']:,} params, {g['flops']:,} FLOPs; hash {p['genome_hash']}"))
+    if "arch" in g:
+        table.add_row("nb201 cell", g["arch"])
     if "genes" in g:
         table.add_row("genes", ", ".join(f"{k}={v}" for k, v in sorted(g["genes"].items())))
     table.add_row("born", _birth(p))

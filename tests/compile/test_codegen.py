@@ -55,7 +55,7 @@ def merge_genome():
 
 
 def test_every_op_has_an_emitter():
-    assert set(EMITTERS) == set(OPS)
+    assert set(EMITTERS) == {op for op, spec in OPS.items() if not spec.template}
 
 
 @pytest.mark.parametrize("space_name", sorted(SPACES))

@@ -27,7 +27,7 @@ from evograph.compile import build
 from evograph.errors import InvalidGenome
 from evograph.genome import analyze, get_space
 from evograph.genome.io import from_dict, to_dict
-from evograph.genome.space import SPACES
+from evograph.genome.space import CELL_STRUCTURE, SPACES
 
 from tests.contracts import entries, shapes_for
 
@@ -71,9 +71,12 @@ def test_genomes_stay_within_the_space_budgets(name):
     for shape in shapes_for(space):
         for genome in _genomes(space, shape, count=4):
             info = analyze(genome, space)   # raises if outside the space
-            assert len(genome.nodes) - 2 <= space.max_layers
+            if space.family != "cell":   # a cell's size is its blocks', not max_layers
+                assert len(genome.nodes) - 2 <= space.max_layers
             assert info.params <= space.max_params and info.flops <= space.max_flops
-            assert {n.op for n in genome.nodes} <= set(space.ops) | {"input", "output"}
+            structure = CELL_STRUCTURE if space.family == "cell" else ()
+            assert {n.op for n in genome.nodes} <= set(space.ops) | {"input", "output",
+                                                                     *structure}
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -84,7 +87,8 @@ def test_tightened_budgets_are_kept_or_refused_with_one_clear_error(name):
     space = get_space(name)
     for shape in shapes_for(space):
         infos = [analyze(g) for g in _genomes(space, shape, count=4)]
-        tight = get_space(name, max_layers=1,
+        layers = space.max_layers if space.family == "cell" else 1  # a cell's size is fixed
+        tight = get_space(name, max_layers=layers,
                           max_params=int(np.median([i.params for i in infos])),
                           max_flops=int(np.median([i.flops for i in infos])))
         rng, kept = np.random.default_rng(1), 0
@@ -95,7 +99,7 @@ def test_tightened_budgets_are_kept_or_refused_with_one_clear_error(name):
                 assert tight.name in str(error) and "\n" not in str(error)
                 continue
             info = analyze(genome, tight)
-            assert len(genome.nodes) - 2 <= 1
+            assert space.family == "cell" or len(genome.nodes) - 2 <= layers
             assert info.params <= tight.max_params and info.flops <= tight.max_flops
             kept += 1
         assert kept, f"space {name}: nothing drawn fits budgets its own genomes meet"

@@ -10,7 +10,7 @@ from evograph.genome import analyze, get_space
 from evograph.operators import MUTATIONS, Edit, NotApplicable, crossover, mutate
 from evograph.operators.base import FAMILIES, mutation_table
 
-SPACE_FOR_FAMILY = {"conv": "lse-conv", "mlp": "mlp"}
+SPACE_FOR_FAMILY = {"conv": "lse-conv", "mlp": "mlp", "cell": "nasnet"}  # nasnet: every cell mutation
 
 
 def _grown(space_name, shape=(1, 8, 8), steps=25, seed=0):
@@ -84,6 +84,15 @@ def _check_changes(name, parent, child, edit):
         assert abs(len(child.nodes) - len(parent.nodes)) == 1
     elif name == "mlp-neurons":
         assert len(child.nodes) == len(parent.nodes) and not same_arch
+    elif name == "cell-op":   # one op replaced at its node; nothing else of the cell moves
+        node = edit.args["node"]
+        assert child.node(node).op == edit.args["to"] != parent.node(node).op
+        assert child.edges == parent.edges
+        assert [n for n in child.nodes if n.id != node] == [n for n in parent.nodes if n.id != node]
+    elif name == "cell-input":  # one op reads another hidden state: the op itself unchanged
+        node = edit.args["node"]
+        assert child.node(node) == parent.node(node)
+        assert child.predecessors(node) != parent.predecessors(node)
     elif name == "mlp-activation":
         acts = {n.get("activation") for n in child.nodes_with_op("dense")}
         assert len(acts) == 1 and acts != {n.get("activation")

@@ -109,7 +109,14 @@ def _mlp_example():
     return mlp_chain_genome((64, 16), "tanh", "rmsprop", space, SHAPE, CLASSES), "64-16|tanh|rmsprop"
 
 
-KEY_EXAMPLES = {"mlp-chain": _mlp_example}
+def _nb201_example():
+    from evograph.genome.cells.nb201 import nb201_genome
+    text = "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_1x1~1|none~2|"
+    ops = ["nor_conv_3x3", "none", "skip_connect", "avg_pool_3x3", "nor_conv_1x1", "none"]
+    return nb201_genome(ops, (3, 32, 32), CLASSES), text
+
+
+KEY_EXAMPLES = {"mlp-chain": _mlp_example, "nb201": _nb201_example}
 
 
 @pytest.mark.parametrize("name", sorted(TABLE_KEYS))
@@ -269,3 +276,42 @@ def test_shipped_config_names_a_registered_space_and_generator():
     config = load_config(ROOT / "runs/configs/digits-table.toml")
     assert config.fitness.name == "table" and config.space.name == "mlp-table"
     assert get_space("mlp-table").name == "mlp-table"
+
+
+def test_the_nb201_key_refuses_other_genomes():
+    from evograph.compile.training.table import nb201_key
+    space = get_space("mlp-table")
+    with pytest.raises(TableKeyError, match="not an nb201 cell genome"):
+        nb201_key(mlp_chain_genome((32,), "relu", "adam", space, SHAPE, CLASSES))
+
+
+def test_a_table_keyed_by_nb201_strings_plugs_into_a_run(tmp_path):
+    """A table of the 64 cells over {none, skip_connect}, whose accuracy is the share of skip
+    edges (an oracle: the all-skip cell is the one best): a run of fitness = "table" with key
+    nb201 over those ops looks every cell up by its string and finds that cell."""
+    import itertools
+
+    from evograph.genome.cells.nb201 import arch_string, nb201_genome
+    from evograph.runs.config import load_config
+    from evograph.runs.driver import create_run, run
+    from evograph.runs.store import RunStore
+    rows = []
+    for ops in itertools.product(("none", "skip_connect"), repeat=6):
+        key = arch_string(nb201_genome(list(ops), SHAPE, CLASSES))
+        rows.append({"key": key, "seed": 0, "val_accuracy": ops.count("skip_connect") / 6})
+    path = tmp_path / "nb201-toy.csv"
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, ["key", "seed", "val_accuracy"])
+        writer.writeheader()
+        writer.writerows(rows)
+    overrides = ["space.name='nb201'", "space.ops=['none', 'skip_connect']", "fitness.key='nb201'",
+                 f"fitness.path='{path}'", "budget.evaluations=120", "strategy.population_size=8",
+                 "strategy.sample_size=3", "seed=1"]
+    config = load_config(ROOT / "runs/configs/digits-table.toml", overrides)
+    outcome = run(create_run(config, tmp_path / "run"), live=False)
+    assert outcome.finished
+    with RunStore.open(tmp_path / "run", readonly=True) as store:
+        best = store.best(1)[0]
+        assert best.fitness == 1.0
+        assert best.metrics["table_key"] == "|skip_connect~0|+|skip_connect~0|skip_connect~1|+" \
+            "|skip_connect~0|skip_connect~1|skip_connect~2|"

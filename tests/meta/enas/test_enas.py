@@ -263,3 +263,27 @@ def test_parallel_workers_share_one_supernet_file(tmp_path):
     assert all(status == "completed" for _, status, _ in outcome(run_dir))
     meta_data, tensors = content(tmp_path / "par.safetensors")
     assert meta_data["format"] == enas.FORMAT and tensors
+
+
+def test_cell_genomes_share_one_op_per_place_of_each_cell_copy(tmp_path, data):
+    """ENAS's micro space: two NAS-Bench-201 cells that agree on edge 0->1 (a 3x3 conv) and
+    differ elsewhere; the second evaluation takes the shared tensors of every copy of that
+    edge, and nothing of the ops the first did not have at the same place."""
+    from evograph.genome.cells.nb201 import nb201_genome
+    first = nb201_genome(["nor_conv_3x3", "skip_connect", "nor_conv_1x1", "none", "none",
+                          "skip_connect"], (1, 8, 8), 10, channels=4, cells=2,
+                         genes={"learning_rate": 0.05, "optimizer": "momentum"})
+    second = nb201_genome(["nor_conv_3x3", "nor_conv_3x3", "skip_connect", "none", "none",
+                           "skip_connect"], (1, 8, 8), 10, channels=4, cells=2,
+                          genes={"learning_rate": 0.05, "optimizer": "momentum"})
+    f = fitness(tmp_path / "cells.safetensors")
+    keys = enas.node_keys(second, analyze(second))
+    assert keys[1005] == "n1005|relu_conv_bn|kernel_h=3,kernel_w=3"
+    assert score(f, first, data, 1).status == "completed"
+    result = score(f, second, data, 2)
+    names = enas.tensor_keys(build(second), keys)
+    edge_0_1 = {n for n in names if int(n.split(".")[1][1:]) % 1000 == 5}  # 6 copies x 3 tensors+
+    new_edge = {n for n in names if int(n.split(".")[1][1:]) % 1000 == 6}  # 0->2: was a skip
+    assert edge_0_1 and new_edge
+    assert result.metrics["shared_tensors"] == len(names) - len(new_edge)
+    assert result.metrics["fresh_tensors"] == len(new_edge)

@@ -393,3 +393,9 @@ def test_resuming_takes_the_stored_fitness_as_it_is(tmp_path):
         resolve(config)
     parts = resolve(config, complete=False)
     assert parts.config.fitness.params["space_overrides"] == {"channels": [4, 32]}
+
+
+def test_smash_refuses_a_cell_space_in_one_line():
+    with pytest.raises(ValueError, match="space: SMASH's encoding describes conv and mlp "
+                                         r"genomes node by node, not cell genomes \(nb201\)"):
+        make_fitness("hypernet", {"space": "nb201"})
