@@ -12,9 +12,10 @@ from pathlib import Path
 
 from ..errors import EvographError
 from .core import Genome, Node
-from .cells.skeleton import is_cell_genome
+from .cells.skeleton import is_cell_genome, place_of
 from .validate import analyze
 
+NASNET_STRUCTURE = ("cell_input", "block", "cell_output")   # captioned by their place
 OP_COLOURS = {"input": "#dfe7f5", "output": "#f5dfdf", "conv": "#e4f2e4", "dense": "#f2efe0",
               "identity": "#eeeeee"}
 
@@ -33,7 +34,8 @@ def node_caption(node: Node) -> str:
     if node.op == "input":
         return "input " + "x".join(str(d) for d in p["shape"])
     if node.op == "skeleton":
-        return (f"{p['name']} stem = cell node 0\n{p['stages']} stages x {p['cells']} cells, "
+        first = " = cell node 0" if p["name"] == "nb201" else ""
+        return (f"{p['name']} stem{first}\\n{p['stages']} stages x {p['cells']} cell(s), "
                 f"{p['channels']} channels")
     if node.op == "cell_node":
         return f"cell node {p['index']} (sum)"
@@ -60,7 +62,8 @@ def to_dot(genome: Genome, title: str | None = None) -> str:
             lines.append("  }")
             cell = False
         shape = "x".join(str(d) for d in info.out_shapes[node.id]) or "none: left out"
-        caption = f"{node_caption(node)}\\n[{shape}]"
+        where = place_of(genome, node.id) if node.op in NASNET_STRUCTURE else None
+        caption = f"{where or node_caption(node)}\\n[{shape}]"
         colour = OP_COLOURS.get(node.op, "#ffffff")
         lines.append(f"  n{node.id} [label={_quote(caption)}, "
                      f'fillcolor="{colour}"];')
