@@ -1,6 +1,7 @@
 """Search spaces as data: allowed ops and ranges, size budgets, initial and random genomes.
 
-Two spaces ship with evograph:
+Two chain-shaped spaces are defined here (the cell spaces ``nb201`` and ``nasnet`` are in
+:mod:`evograph.genome.cells`, ``mlp-table`` in :mod:`evograph.genome.spaces_tabular`):
 
 * ``lse-conv`` — the space of *Large-Scale Evolution of Image Classifiers* (Real et al. 2017):
   convolutions (filter height/width, power-of-two strides, channels, optional BN+ReLU), identity
