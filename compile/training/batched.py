@@ -43,20 +43,23 @@ from .functional_optim import FUNCTIONAL_OPTIMIZERS, apply_update, clip_rows_, i
 from .sgd import AUGMENTATIONS, Augmentation, SGDTraining, lr_factor
 
 
-def batch_problem(genomes: Sequence[Genome]) -> str | None:
-    """Why ``genomes`` cannot be trained as one batch, or None when they can."""
+def batch_problem(genomes: Sequence[Genome],
+                  genes: Sequence[dict[str, Any]] | None = None) -> str | None:
+    """Why ``genomes`` cannot be trained as one batch, or None when they can. ``genes``: what
+    each trains with, where the fitness replaces some of the genomes' own
+    (:meth:`SGDTraining.genes_for`)."""
     if len(genomes) < 2:
         return "fewer than two candidates"
-    first = genomes[0]
-    optimizer = first.gene.get("optimizer", "sgd")
+    genes = [g.gene for g in genomes] if genes is None else list(genes)
+    optimizer = genes[0].get("optimizer", "sgd")
     if optimizer not in FUNCTIONAL_OPTIMIZERS:
         return f"optimizer {optimizer!r} has no functional (batched) form"
-    for genome in genomes[1:]:
-        if genome.arch_hash != first.arch_hash:
+    for genome, its in zip(genomes[1:], genes[1:]):
+        if genome.arch_hash != genomes[0].arch_hash:
             return "architectures differ"
-        if genome.gene.get("optimizer", "sgd") != optimizer:
+        if its.get("optimizer", "sgd") != optimizer:
             return "optimizers differ"
-        if genome.gene.get("batch_size", 64) != first.gene.get("batch_size", 64):
+        if its.get("batch_size", 64) != genes[0].get("batch_size", 64):
             return "batch sizes differ"
     return None
 
@@ -244,7 +247,7 @@ def score_batched(fitness: SGDTraining, modules: Sequence[nn.Module],
                   device: torch.device) -> list[Score]:
     """``SGDTraining.score`` for K candidates trained together; ``train_time`` is each one's
     share of the batched training time."""
-    genes = [g.gene for g in genomes]
+    genes = [fitness.genes_for(g) for g in genomes]
     batch, steps = fitness.schedule(genomes[0], data)
     start = time.perf_counter()
     curves = train_batched(modules, genes, data, steps, batch, seeds, device,

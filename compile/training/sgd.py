@@ -139,7 +139,11 @@ def evaluate(module: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.
 class SGDTraining:
     """Train for ``epochs`` passes (or exactly ``steps`` minibatch steps when > 0), then score
     validation accuracy. ``label_smoothing`` and ``grad_clip`` (0: off) are plain knobs;
-    ``lr_schedule`` scales the genome's learning rate over the steps (:func:`lr_factor`)."""
+    ``lr_schedule`` scales the genome's learning rate over the steps (:func:`lr_factor`).
+    ``learning_rate`` and ``optimizer`` replace the genome's genes of those names: a fixed
+    recipe, as NAS papers retrain their final networks with (a search's children only
+    fine-tune inherited weights, so evolution may drive the rate gene too low to train from
+    scratch)."""
 
     epochs: float = 3.0
     steps: int = 0
@@ -148,6 +152,8 @@ class SGDTraining:
     grad_clip: float = 0.0
     augment: str = "none"          # "shift": random translations of up to one pixel/step
     lr_schedule: str = "constant"  # "cosine": the learning rate annealed to 0 (lr_factor)
+    learning_rate: float = 0.0     # > 0: train at this rate, not the genome's gene
+    optimizer: str = "genome"      # an optimizer name: train with it, not the genome's gene
     batched: ClassVar[bool] = True   # score_batched trains a group; not inherited (fitness.py)
 
     def __post_init__(self) -> None:
@@ -157,6 +163,12 @@ class SGDTraining:
             raise ValueError("steps/eval_batch_size: must be positive")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError("label_smoothing: must be in [0, 1)")
+        if isinstance(self.learning_rate, bool) or not self.learning_rate >= 0:
+            raise ValueError(f"learning_rate: must be >= 0 (0: the genome's; got "
+                             f"{self.learning_rate!r})")
+        if self.optimizer != "genome" and self.optimizer not in OPTIMIZER_FACTORIES:
+            raise ValueError(f"optimizer: must be genome or one of "
+                             f"{', '.join(OPTIMIZER_FACTORIES)} (got {self.optimizer!r})")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule: must be one of {', '.join(LR_SCHEDULES)} "
                              f"(got {self.lr_schedule!r})")
@@ -168,6 +180,16 @@ class SGDTraining:
     def example(cls, folder: Any) -> dict[str, Any]:
         """A few steps (the contract test)."""
         return {"params": {"steps": 5}}
+
+    def genes_for(self, genome: Genome) -> dict[str, Any]:
+        """The genes a training uses: the genome's, with ``learning_rate`` and ``optimizer``
+        replaced where this generator sets them."""
+        genes = genome.gene
+        if self.optimizer != "genome":
+            genes["optimizer"] = self.optimizer
+        if self.learning_rate > 0:
+            genes["learning_rate"] = float(self.learning_rate)
+        return genes
 
     def optimizer_for(self, genes: dict[str, Any], params) -> torch.optim.Optimizer:
         """The optimizer of one training: the genome's optimizer gene (:func:`make_optimizer`).
@@ -189,7 +211,7 @@ class SGDTraining:
               device: torch.device) -> Score:
         start = time.perf_counter()
         batch, steps = self.schedule(genome, data)
-        curve = train_steps(module, data, genome.gene, steps, batch, seed, device,
+        curve = train_steps(module, data, self.genes_for(genome), steps, batch, seed, device,
                             self.label_smoothing, self.grad_clip,
                             augment=AUGMENTATIONS[self.augment], make_opt=self.optimizer_for,
                             lr_schedule=self.lr_schedule)

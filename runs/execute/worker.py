@@ -154,7 +154,8 @@ def _train_together(tasks: list[Task], mode: str, deferred: list[PendingWrite] |
     if not trains_batched(fitness):
         return None
     genomes = [from_dict(task.genome) for task in tasks]
-    if batch_problem(genomes) is not None:
+    genes_for = getattr(fitness, "genes_for", None)   # the genes it trains with
+    if batch_problem(genomes, [genes_for(g) for g in genomes] if genes_for else None):
         return None
     device = process.device_for(tasks[0].device)
     batched, speedup = BatchRule(mode, times=process.STEP_TIMES).decide(genomes, device)

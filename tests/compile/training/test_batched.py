@@ -339,3 +339,43 @@ def test_train_steps_anneals_the_optimizers_rate_step_by_step(data):
     train_steps(module, data, genome.gene, 4, 32, 0, CPU, make_opt=recording,
                 lr_schedule="cosine")
     assert seen == pytest.approx([0.2 * lr_factor("cosine", s, 4) for s in range(4)])
+
+
+def test_a_set_rate_and_optimizer_replace_the_genomes_genes_alone_and_batched(data):
+    """SGDTraining(learning_rate=, optimizer=): the training runs with them instead of the
+    genes (the rates handed to the optimizer say so), alone and batched alike; the batching
+    rule judges the genes the training uses."""
+    fitness = SGDTraining(steps=6, learning_rate=0.02, optimizer="momentum")
+    genomes = siblings(conv_genome("sgd", 0.5), (1.0, 0.3))   # sgd at 0.5 and 0.15
+    assert fitness.genes_for(genomes[1]) == {**genomes[1].gene, "learning_rate": 0.02,
+                                             "optimizer": "momentum"}
+    assert SGDTraining().genes_for(genomes[1]) == genomes[1].gene
+    modules = inherited_modules(genomes)
+    alone = [copy.deepcopy(m) for m in modules]
+    scores = score_batched(fitness, modules, genomes, data, [4, 5], CPU)
+    for i, genome in enumerate(genomes):
+        expected = fitness.score(alone[i], genome, data, seed=4 + i, device=CPU)
+        np.testing.assert_allclose(scores[i].metrics["loss_curve"],
+                                   expected.metrics["loss_curve"], **TOL)
+        assert_same_state(modules[i], alone[i])
+    seen: list[float] = []
+
+    def recording(genes, params):
+        seen.append(genes["learning_rate"])
+        return OPTIMIZER_FACTORIES[genes["optimizer"]](params, genes["learning_rate"], 0.0)
+
+    fitness.optimizer_for = recording
+    fitness.score(inherited_modules(genomes[:1])[0], genomes[0], data, seed=0, device=CPU)
+    assert seen == [0.02]
+    mixed = [genomes[0], genomes[1].with_genes(optimizer="adam")]
+    assert batch_problem(mixed) == "optimizers differ"          # by their own genes
+    assert batch_problem(mixed, [fitness.genes_for(g) for g in mixed]) is None  # both momentum
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"learning_rate": -0.1}, "learning_rate: must be >= 0"),
+    ({"optimizer": "lion"}, "optimizer: must be genome or one of sgd, momentum"),
+])
+def test_a_bad_set_rate_or_optimizer_is_one_line(params, message):
+    with pytest.raises(ValueError, match=message):
+        SGDTraining(**params)
