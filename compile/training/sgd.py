@@ -40,6 +40,18 @@ OPTIMIZER_FACTORIES = {name: _BUILT_IN_FACTORIES[name] for name in OPTIMIZER_NAM
 LR_SCHEDULES = ("constant", "cosine")
 
 
+def genes_with(genome: Genome, optimizer: str = "genome",
+               learning_rate: float = 0.0) -> dict[str, Any]:
+    """The genome's genes with ``optimizer`` (unless ``"genome"``) and ``learning_rate`` (when
+    > 0) set instead: a fitness generator's fixed recipe (``sgd``'s and ENAS's parameters)."""
+    genes = genome.gene
+    if optimizer != "genome":
+        genes["optimizer"] = optimizer
+    if learning_rate > 0:
+        genes["learning_rate"] = float(learning_rate)
+    return genes
+
+
 def lr_factor(schedule: str, step: int, steps: int) -> float:
     """The multiplier of the genome's learning rate at (0-based) ``step`` of ``steps``: 1 for
     ``constant``; for ``cosine``, annealing from 1 towards 0 over the training (Loshchilov &
@@ -184,12 +196,7 @@ class SGDTraining:
     def genes_for(self, genome: Genome) -> dict[str, Any]:
         """The genes a training uses: the genome's, with ``learning_rate`` and ``optimizer``
         replaced where this generator sets them."""
-        genes = genome.gene
-        if self.optimizer != "genome":
-            genes["optimizer"] = self.optimizer
-        if self.learning_rate > 0:
-            genes["learning_rate"] = float(self.learning_rate)
-        return genes
+        return genes_with(genome, self.optimizer, self.learning_rate)
 
     def optimizer_for(self, genes: dict[str, Any], params) -> torch.optim.Optimizer:
         """The optimizer of one training: the genome's optimizer gene (:func:`make_optimizer`).

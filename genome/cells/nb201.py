@@ -67,10 +67,15 @@ def nb201_genome(ops: dict[tuple[int, int], str] | list[str], input_shape: Shape
 
 
 # -- the architecture string -----------------------------------------------------------------------
+def cell_node_indices(genome: Genome) -> dict[int, int]:
+    """Template id -> cell node index (the skeleton node is cell node 0)."""
+    return {n.id: (0 if n.op == "skeleton" else n.get("index"))
+            for n in genome.nodes if n.op in ("skeleton", "cell_node")}
+
+
 def cell_ops(genome: Genome) -> dict[tuple[int, int], str]:
     """Each edge's op, read from a checked nb201 genome by the cell nodes around each op node."""
-    index = {n.id: (0 if n.op == "skeleton" else n.get("index"))
-             for n in genome.nodes if n.op in ("skeleton", "cell_node")}
+    index = cell_node_indices(genome)
     ops = {}
     for node in genome.nodes:
         if node.op in NB201_OPS:
@@ -230,8 +235,7 @@ def place(genome: Genome, node_id: int) -> str:
     node = genome.node(node_id)
     if node.op == "cell_node":
         return f"nb201 cell, node {node.get('index')}"
-    index = {n.id: (0 if n.op == "skeleton" else n.get("index"))
-             for n in genome.nodes if n.op in ("skeleton", "cell_node")}
+    index = cell_node_indices(genome)
     (source,), (target,) = genome.predecessors(node_id), genome.successors(node_id)
     return f"nb201 cell, edge {index[source]}->{index[target]}"
 

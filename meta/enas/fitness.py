@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ...compile.training.fitness import Score, Splits, register_fitness
-from ...compile.training.sgd import OPTIMIZER_FACTORIES, evaluate, train_steps
+from ...compile.training.sgd import OPTIMIZER_FACTORIES, evaluate, genes_with, train_steps
 from ...genome.core import Genome
 from ...genome.validate import analyze
 from .supernet import node_keys, pull, shared_weights, tensor_keys
@@ -97,14 +97,6 @@ class ENASFitness:
             path = self.run_dir / path
         return path.resolve()
 
-    def _genes(self, genome: Genome) -> dict[str, Any]:
-        genes = genome.gene
-        if self.optimizer != "genome":
-            genes["optimizer"] = self.optimizer
-        if self.learning_rate > 0:
-            genes["learning_rate"] = float(self.learning_rate)
-        return genes
-
     def score(self, module: nn.Module, genome: Genome, data: Splits, *, seed: int,
               device: torch.device) -> Score:
         """Pull, train briefly, push, score (see the module docstring)."""
@@ -113,7 +105,7 @@ class ENASFitness:
         store, tag = shared_weights(self.path()), str(int(seed))
         with store.locked():
             shared = pull(module, names, store.base_for(tag).tensors)
-        genes = self._genes(genome)
+        genes = genes_with(genome, self.optimizer, self.learning_rate)
         batch = self.batch_size or int(genes.get("batch_size", 64))
         curve = train_steps(module, data, genes, self.steps, batch, seed, device,
                             grad_clip=float(self.grad_clip))
