@@ -236,10 +236,12 @@ def finetune(genome, weights: dict, data: Dataset, epochs: float, seed: int) -> 
 
 
 def retrain(genome, data: Dataset, epochs: float, seed: int,
-            lr_schedule: str = "constant") -> float:
-    """Train a genome from scratch with its own genes (the ``sgd`` fitness); test accuracy."""
+            lr_schedule: str = "constant", recipe: dict | None = None) -> float:
+    """Train a genome from scratch (the ``sgd`` fitness) with its own genes, or with the
+    ``learning_rate`` and ``optimizer`` of ``recipe`` (the config's ``[final] fitness``) in
+    their place; test accuracy."""
     device = torch.device("cpu")
-    score = SGDTraining(epochs=epochs, lr_schedule=lr_schedule).score(
+    score = SGDTraining(epochs=epochs, lr_schedule=lr_schedule, **(recipe or {})).score(
         build(genome, seed=seed, device=device), genome, data, seed=seed, device=device)
     return float(score.metrics.get("test_accuracy", float("nan")))
 
@@ -262,9 +264,11 @@ def mnist1d_section(args: argparse.Namespace, tmp: Path) -> dict:
     ours["evolved, as evolved"] = as_is(genome, weights, data)
     ours["evolved, fine-tuned"] = over_seeds(
         lambda s: finetune(genome, weights, data, args.finetune_epochs, s), args.seeds)
-    schedule = args.lr_schedule
+    schedule, recipe = args.lr_schedule, retraining_recipe("mnist1d.toml")
+    out["retraining recipe"] = {"epochs": args.retrain_epochs, "lr_schedule": schedule,
+                                **(recipe or {"genes": "the genome's own"})}
     ours["evolved, retrained from scratch"] = over_seeds(
-        lambda s: retrain(genome, data, args.retrain_epochs, s, schedule), args.seeds)
+        lambda s: retrain(genome, data, args.retrain_epochs, s, schedule, recipe), args.seeds)
     final = evolved.get("final")
     out["evolved"]["final"] = None if final is None else {
         k: (v.canonical_dict() if k == "genome" else v) for k, v in final.items()
@@ -272,9 +276,17 @@ def mnist1d_section(args: argparse.Namespace, tmp: Path) -> dict:
     if final is not None:  # the final selection's effect: its pick beside the search's best
         ours["final pick, as the run retrained it"] = over_weights(final, data)
         ours["final pick, retrained from scratch"] = over_seeds(
-            lambda s: retrain(final["genome"], data, args.retrain_epochs, s, schedule),
-            args.seeds)
+            lambda s: retrain(final["genome"], data, args.retrain_epochs, s, schedule,
+                              recipe), args.seeds)
     return out
+
+
+def retraining_recipe(config: str) -> dict:
+    """The set ``learning_rate`` and ``optimizer`` of ``config``'s ``[final] fitness`` (the
+    run's own retraining recipe), so a from-scratch retraining here trains as the run's final
+    selection did; empty when the config leaves them to the genome."""
+    fitness = load_config(ROOT / "runs" / "configs" / config).final.fitness
+    return {k: fitness[k] for k in ("learning_rate", "optimizer") if k in fitness}
 
 
 def over_weights(final: dict, data: Dataset) -> dict:
