@@ -39,6 +39,7 @@ import tempfile
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -48,6 +49,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import search_report as report
 from evograph import meta as _meta  # noqa: F401  (registers the RL controller if present)
 from evograph.compile.training.table import TableFitness, load_table, mlp_chain_key
+from evograph.errors import EvographError
+from evograph.genome.codec import codec_for
 from evograph.genome.space import get_space
 from evograph.genome.spaces_tabular import enumerate_mlp_table, mlp_chain_genome
 from evograph.selection import STRATEGIES, make_strategy
@@ -57,6 +60,24 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "search.json"
 CONFIG = ROOT / "runs" / "configs" / "digits-table.toml"
 SHAPE, CLASSES = (1, 8, 8), 10
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Which table is searched: its space (name and overrides), key function, the input shape
+    and classes its genomes are built for, and the config the real-run check runs."""
+
+    space: str = "mlp-table"
+    overrides: tuple = ()
+    key: str = "mlp-chain"
+    shape: tuple = SHAPE
+    classes: int = CLASSES
+    config: str = str(CONFIG)
+
+    @property
+    def title(self) -> str:
+        return ("the digits MLP table" if self.space == "mlp-table"
+                else f"the {self.space} table")
 EVOLUTION = {"aging": {"population_size": 20, "sample_size": 5},
              "tournament": {"population_size": 20},
              "topk": {"population_size": 20, "k": 5},
@@ -85,9 +106,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="architectures per REINFORCE update of the RL controller")
     parser.add_argument("--seed-policy", choices=("seed", "mean"), default="seed")
     parser.add_argument("--table", default="", help="table file ('' = the shipped one)")
+    parser.add_argument("--space", default="mlp-table", help="the table's space")
+    parser.add_argument("--space-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a space parameter, e.g. ops=none,skip_connect,nor_conv_3x3")
+    parser.add_argument("--key", default="mlp-chain", help="the table's key function")
+    parser.add_argument("--shape", default="1,8,8", help="input shape of the genomes")
+    parser.add_argument("--classes", type=int, default=CLASSES)
+    parser.add_argument("--config", default=str(CONFIG),
+                        help="the table config the real `evograph run` check runs")
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--verify-evaluations", type=int, default=60,
                         help="length of the real `evograph run` checked against the loop")
+    parser.add_argument("--searches", default="",
+                        help="comma-separated subset (random is always run: the targets)")
     parser.add_argument("--quick", action="store_true", help="20 seeds, 300 evaluations")
     parser.add_argument("--out", type=Path, default=None,
                         help="JSON file (default results/search.json, quick: search-quick.json)")
@@ -101,23 +132,60 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
            args.processes, args.rl_batch) < 1:
         parser.error("--seeds, --evaluations, --tpe-evaluations, --processes and --rl-batch "
                      "must be >= 1")
+    args.spec = spec_of(args, parser)
+    args.searches = {n for n in args.searches.split(",") if n} | (
+        {"random"} if args.searches else set())
+    unknown = args.searches - {*strategies(), "tpe", "brute-force"}
+    if unknown:
+        parser.error(f"--searches: unknown {', '.join(sorted(unknown))} (known: "
+                     f"{', '.join([*strategies(), 'tpe', 'brute-force'])})")
     return args
+
+
+def spec_of(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Spec:
+    """The searched table from the command line; one error line for a malformed value."""
+    overrides = []
+    for item in args.space_set:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            parser.error(f"--space-set {item!r}: expected KEY=VALUE")
+        parts = tuple(_number(v) for v in value.split(","))
+        overrides.append((name, parts if "," in value else parts[0]))
+    try:
+        shape = tuple(int(x) for x in args.shape.split(","))
+        get_space(args.space, **dict(overrides))
+    except (ValueError, TypeError, KeyError, EvographError) as exc:
+        parser.error(f"--space/--space-set/--shape: {exc}")
+    return Spec(args.space, tuple(overrides), args.key, shape, args.classes, args.config)
+
+
+def _number(text: str):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 # -- the problem ----------------------------------------------------------------------------------
 @lru_cache(maxsize=4)
-def problem(table: str, policy: str) -> dict:
-    """The space, its genomes, the true value (mean val) and mean test of every key."""
-    space = get_space("mlp-table")
-    genomes = list(enumerate_mlp_table(space, SHAPE, CLASSES))
+def problem(table: str, policy: str, spec: Spec = Spec()) -> dict:
+    """The space, its architectures' keys, the true value (mean val) and mean test of every
+    key. The ``mlp-table`` space is enumerated (its genomes are TPE's); any other space's
+    architectures are the table's keys."""
+    space = get_space(spec.space, **dict(spec.overrides))
     rows = load_table(table).rows
-    keys = [mlp_chain_key(g) for g in genomes]
+    genomes = (list(enumerate_mlp_table(space, spec.shape, spec.classes))
+               if spec.space == "mlp-table" else None)
+    keys = [mlp_chain_key(g) for g in genomes] if genomes else sorted(rows)
     true = np.array([np.mean([r["val_accuracy"] for r in rows[k]]) for k in keys])
     test = np.array([np.mean([r["test_accuracy"] for r in rows[k]]) for k in keys])
     return {"space": space, "genomes": genomes, "keys": keys, "index": {k: i for i, k in
             enumerate(keys)}, "true": true, "test": test, "best": float(true.max()),
-            "fitness": TableFitness(path=table, seed_policy=policy),
-            "variation": Variation.for_space(space, SHAPE, CLASSES)}
+            "fitness": TableFitness(path=table, key=spec.key, seed_policy=policy),
+            "variation": Variation.for_space(space, spec.shape, spec.classes),
+            "spec": spec, "title": spec.title}
 
 
 def _record(p: dict, evaluated: list[int], measured: list[float | None]) -> dict:
@@ -139,10 +207,10 @@ def _index(p: dict, score) -> int:
 
 
 def run_strategy(name: str, seed: int, budget: int, table: str, policy: str, batch: int = 1,
-                 genomes: bool = False) -> dict:
+                 genomes: bool = False, spec: Spec = Spec()) -> dict:
     """One search of ``budget`` evaluations: ask ``batch`` proposals, look them up, tell the
     results in id order — what the run driver does with ``executor.batch = batch``."""
-    p = problem(table, policy)
+    p = problem(table, policy, spec)
     params = strategies().get(name, {})
     strategy = make_strategy(name, p["variation"], seed, **params)
     evaluated, measured, hashes = [], [], []
@@ -161,24 +229,22 @@ def run_strategy(name: str, seed: int, budget: int, table: str, policy: str, bat
     return out
 
 
-def run_tpe(seed: int, budget: int, table: str, policy: str) -> dict:
-    """Optuna's TPE sampler (seeded) over depth, per-layer width, activation and optimizer."""
+def run_tpe(seed: int, budget: int, table: str, policy: str, spec: Spec = Spec()) -> dict:
+    """Optuna's TPE sampler (seeded): over depth, per-layer width, activation and optimizer
+    on ``mlp-table``; over the space codec's categorical decisions (the RL controller's, e.g.
+    the six edge ops of an nb201 cell) on any other space."""
     import optuna
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    p = problem(table, policy)
-    space = p["space"]
+    p = problem(table, policy, spec)
     study = optuna.create_study(direction="maximize",
                                 sampler=optuna.samplers.TPESampler(seed=seed))
+    suggest = (_mlp_trial_genome if spec.space == "mlp-table"
+               else _codec_trial(codec_for(p["space"], spec.shape, spec.classes)))
     evaluated, measured = [], []
     for number in range(budget):
         trial = study.ask()
-        depth = trial.suggest_int("layers", 1, space.max_layers)
-        widths = tuple(trial.suggest_categorical(f"units_{i}", list(space.unit_choices))
-                       for i in range(depth))
-        genome = mlp_chain_genome(widths, trial.suggest_categorical("activation", list(
-            space.activations)), trial.suggest_categorical("optimizer", list(space.optimizers)),
-            space, SHAPE, CLASSES)
+        genome = suggest(trial, p["space"], spec)
         score = p["fitness"].lookup(genome, derive_seed(seed, number))
         if score.fitness is None:  # outside the table: a failed trial, as for the strategies
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
@@ -189,27 +255,44 @@ def run_tpe(seed: int, budget: int, table: str, policy: str) -> dict:
     return _record(p, evaluated, measured)
 
 
-def run_brute_force(seed: int, table: str, policy: str) -> dict:
+def _mlp_trial_genome(trial, space, spec: Spec):
+    depth = trial.suggest_int("layers", 1, space.max_layers)
+    widths = tuple(trial.suggest_categorical(f"units_{i}", list(space.unit_choices))
+                   for i in range(depth))
+    return mlp_chain_genome(widths, trial.suggest_categorical("activation", list(
+        space.activations)), trial.suggest_categorical("optimizer", list(space.optimizers)),
+        space, spec.shape, spec.classes)
+
+
+def _codec_trial(codec):
+    def suggest(trial, space, spec: Spec):
+        return codec.decode([trial.suggest_categorical(d.name, list(range(d.size)))
+                             for d in codec.decisions])
+    return suggest
+
+
+def run_brute_force(seed: int, table: str, policy: str, spec: Spec = Spec()) -> dict:
     """Every architecture once, in an order drawn from ``seed``."""
-    p = problem(table, policy)
-    order = np.random.default_rng(seed).permutation(len(p["genomes"]))
-    measured = [p["fitness"].lookup(p["genomes"][i], derive_seed(seed, n)).fitness
+    p = problem(table, policy, spec)
+    order = np.random.default_rng(seed).permutation(len(p["keys"]))
+    measured = [p["fitness"].lookup_key(p["keys"][i], derive_seed(seed, n)).fitness
                 for n, i in enumerate(order)]
     return _record(p, [int(i) for i in order], measured)
 
 
 def run_one(task: tuple) -> tuple[str, int, dict, float]:
-    """Pool entry point: ``(search, seed, budget, table, policy, batch)`` -> trace, seconds."""
+    """Pool entry point: ``(search, seed, budget, table, policy, batch, spec)`` -> trace,
+    seconds."""
     import torch
     torch.set_num_threads(1)
-    name, seed, budget, table, policy, batch = task
+    name, seed, budget, table, policy, batch, spec = task
     start = time.perf_counter()
     if name == "tpe":
-        trace = run_tpe(seed, budget, table, policy)
+        trace = run_tpe(seed, budget, table, policy, spec)
     elif name == "brute-force":
-        trace = run_brute_force(seed, table, policy)
+        trace = run_brute_force(seed, table, policy, spec)
     else:
-        trace = run_strategy(name, seed, budget, table, policy, batch)
+        trace = run_strategy(name, seed, budget, table, policy, batch, spec=spec)
     return name, seed, trace, time.perf_counter() - start
 
 
@@ -221,9 +304,12 @@ def verify_real_run(args: argparse.Namespace, seed: int = 0) -> dict:
     from evograph.runs.store import RunStore
     n = args.verify_evaluations
     with tempfile.TemporaryDirectory() as tmp:
-        argv = ["run", str(CONFIG), "--out", f"{tmp}/run", "--no-live", "--set", f"seed={seed}",
-                "--set", f"budget.evaluations={n}", "--set", f"fitness.path='{args.table}'",
-                "--set", f"fitness.seed_policy='{args.seed_policy}'"]
+        argv = ["run", args.spec.config, "--out", f"{tmp}/run", "--no-live", "--set",
+                f"seed={seed}", "--set", f"budget.evaluations={n}", "--set",
+                f"fitness.path='{args.table}'", "--set",
+                f"fitness.seed_policy='{args.seed_policy}'", "--set", "strategy.name='aging'",
+                "--set", "final.share=0",  # the search alone: no final selection
+                *[f"--set=strategy.{k}={v}" for k, v in EVOLUTION["aging"].items()]]
         start = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             code = evograph_main(argv)
@@ -231,7 +317,8 @@ def verify_real_run(args: argparse.Namespace, seed: int = 0) -> dict:
         with RunStore.open(f"{tmp}/run", readonly=True) as store:
             real = [(i.genome_hash, e.fitness) for i, e in zip(store.individuals(),
                                                                store.evaluations())]
-    direct = run_strategy("aging", seed, n, args.table, args.seed_policy, genomes=True)
+    direct = run_strategy("aging", seed, n, args.table, args.seed_policy, genomes=True,
+                          spec=args.spec)
     same = real == direct["proposals"]
     print(f"real `evograph run` ({n} evaluations, {seconds:.1f} s) vs direct loop: "
           f"{'identical proposals and fitnesses' if same else 'DIFFERENT'}")
@@ -241,14 +328,15 @@ def verify_real_run(args: argparse.Namespace, seed: int = 0) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    names = list(strategies()) + ["tpe", "brute-force"]
-    size = len(problem(args.table, args.seed_policy)["genomes"])
+    names = [n for n in list(strategies()) + ["tpe", "brute-force"]
+             if not args.searches or n in args.searches]
+    size = len(problem(args.table, args.seed_policy, args.spec)["keys"])
     special = {"tpe": args.tpe_evaluations, "brute-force": size,
                "random": args.random_evaluations}
     budgets = {n: special.get(n, args.evaluations) for n in names}
     batches = {n: args.rl_batch if n == "rl" else 1 for n in names}
     slow_first = sorted(names, key=lambda n: n not in ("rl", "tpe"))
-    tasks = [(n, s, budgets[n], args.table, args.seed_policy, batches[n])
+    tasks = [(n, s, budgets[n], args.table, args.seed_policy, batches[n], args.spec)
              for n in slow_first for s in range(args.seeds)]
     print(f"{len(names)} searches x {args.seeds} seeds on {size} architectures "
           f"({args.seed_policy} policy), {args.processes} processes")
@@ -262,9 +350,10 @@ def main(argv: list[str] | None = None) -> dict:
                       f"({time.perf_counter() - start:.0f} s)", flush=True)
     wall = time.perf_counter() - start
     verification = verify_real_run(args)
-    results = report.analyse(traces, problem(args.table, args.seed_policy), names, budgets)
+    results = report.analyse(traces, problem(args.table, args.seed_policy, args.spec), names,
+                             budgets)
     report.print_table(results, args)
-    report.plot(traces, problem(args.table, args.seed_policy), names,
+    report.plot(traces, problem(args.table, args.seed_policy, args.spec), names,
                 args.out.with_suffix(".png"))
     data = report.to_json(results, args, names, budgets, wall, verification,
                           load_table(args.table).path)

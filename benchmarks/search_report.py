@@ -19,7 +19,7 @@ import numpy as np
 
 TOL = 1e-9
 TARGET_NS = (10, 25, 50, 100, 200, 500, 1000)
-AT = (50, 100, 200, 500, 1000)
+AT = (10, 25, 50, 100, 200, 500, 1000)
 COLOURS = {"aging": "tab:red", "tournament": "tab:orange", "topk": "tab:purple",
            "random": "tab:gray", "rl": "tab:green", "tpe": "tab:blue", "brute-force": "black"}
 
@@ -80,7 +80,8 @@ def analyse(traces: list[tuple], p: dict, names: list[str], budgets: dict[str, i
     final = random_curves.shape[1]          # random search's median final, at its budget
     targets = {n: float(np.median(random_curves[:, n - 1]))
                for n in sorted({*TARGET_NS, final}) if n <= final}
-    out = {"space": {"architectures": len(p["true"]), "best_val": best, "tied_at_best": n_best,
+    out = {"space": {"title": p["title"], "architectures": len(p["true"]), "best_val": best,
+                     "tied_at_best": n_best,
                      "best_keys": [p["keys"][i] for i in np.flatnonzero(p["true"] >= best - TOL)],
                      "test_of_best": float(p["test"][np.argmax(p["true"])])},
            "random_targets": {str(n): v for n, v in targets.items()}, "searches": {}}
@@ -158,7 +159,7 @@ def print_table(results: dict, args) -> None:
                                                                      key=int)
     common = min(f["budget"] for f in searches.values())
     at = str(max([n for n in AT if n <= common], default=min(AT)))
-    table = Table(title=f"Search on the digits table: {sp['architectures']} architectures, best "
+    table = Table(title=f"Search on {sp['title']}: {sp['architectures']} architectures, best "
                         f"mean val {sp['best_val']:.4f}; {args.seeds} seeds, "
                         f"seed_policy={args.seed_policy}")
     for col in ("search", "budget", "evals to space's best", "mean of those reaching it",
@@ -215,10 +216,10 @@ def plot(traces: list[tuple], p: dict, names: list[str], path: Path) -> None:
             ax.set_yscale("symlog", linthresh=1e-3)
             ax.set_ylim(0, None)
         else:
-            ax.set_ylim(max(0.85, float(np.nanmin(p["true"]))), None)
+            ax.set_ylim(float(np.nanmedian(p["true"])), None)
     axes[0].axhline(p["best"], color="k", ls=":", lw=1)
     axes[0].legend(loc="lower right")
-    fig.suptitle(f"evograph searches on the digits MLP table ({len(p['true'])} architectures): "
+    fig.suptitle(f"evograph searches on {p['title']} ({len(p['true'])} architectures): "
                  "median and quartiles over seeds")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -119,7 +119,7 @@ def partial_path(out: Path) -> Path:
     return out.with_name(out.name.split(".")[0] + ".partial.csv")
 
 
-def read_partial(path: Path) -> list[dict]:
+def read_partial(path: Path, columns: tuple[str, ...] = COLUMNS) -> list[dict]:
     """Complete rows of an interrupted build: a last line without its newline was torn by
     the interruption and is dropped (its row is trained again)."""
     if not path.exists():
@@ -128,7 +128,7 @@ def read_partial(path: Path) -> list[dict]:
     if not text.endswith("\n"):
         text = text[:text.rfind("\n") + 1]
     rows = list(csv.DictReader(io.StringIO(text)))
-    return [r for r in rows if None not in r.values() and len(r) == len(COLUMNS)]
+    return [r for r in rows if None not in r.values() and len(r) == len(columns)]
 
 
 def all_jobs(space, seeds: int) -> list[tuple[dict, int]]:
@@ -136,12 +136,14 @@ def all_jobs(space, seeds: int) -> list[tuple[dict, int]]:
             for s in range(seeds)]
 
 
-def run_jobs(jobs: list[tuple[dict, int]], args: argparse.Namespace, sink) -> int:
-    """Train ``jobs`` on the pool in chunks; ``sink(rows)`` receives each finished chunk."""
+def run_jobs(jobs: list[tuple], args: argparse.Namespace, sink, train_many=None) -> int:
+    """Train ``jobs`` on the pool in chunks with ``train_many(chunk, epochs)`` (default: this
+    table's rows); ``sink(rows)`` receives each finished chunk."""
     chunks = [jobs[i:i + 12] for i in range(0, len(jobs), 12)]
     done, start = 0, time.perf_counter()
     with ProcessPoolExecutor(args.processes, initializer=_init_worker) as pool:
-        futures = [pool.submit(_train_many, chunk, args.epochs) for chunk in chunks]
+        futures = [pool.submit(train_many or _train_many, chunk, args.epochs)
+                   for chunk in chunks]
         for future in as_completed(futures):
             rows = future.result()
             sink(rows)
@@ -163,11 +165,20 @@ def build_table(args: argparse.Namespace) -> tuple[list[dict], float]:
             if (mlp_chain_key(from_dict(g)), s) not in done]
     print(f"{space_size(space)} architectures x {args.seeds} seeds: {len(have)} rows done, "
           f"{len(jobs)} to train on {args.processes} processes")
-    partial.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
+    append_rows(partial, COLUMNS, bool(have), jobs, args)
+    return read_partial(partial), time.perf_counter() - start
+
+
+def append_rows(partial: Path, columns: tuple[str, ...], resumed: bool, jobs: list[tuple],
+                args: argparse.Namespace, train_many=None) -> None:
+    """Train ``jobs`` and append each finished chunk of rows to ``partial`` at once (flushed
+    and fsynced: a killed build loses at most the chunks in flight); a fresh build starts
+    the file with its header."""
+    partial.parent.mkdir(parents=True, exist_ok=True)
     with open(partial, "a", newline="") as handle:
-        writer = csv.DictWriter(handle, COLUMNS, lineterminator="\n")
-        if not have:
+        writer = csv.DictWriter(handle, columns, lineterminator="\n")
+        if not resumed:
             handle.truncate(0)
             writer.writeheader()
 
@@ -176,15 +187,14 @@ def build_table(args: argparse.Namespace) -> tuple[list[dict], float]:
             handle.flush()
             os.fsync(handle.fileno())
         if jobs:
-            run_jobs(jobs, args, sink)
-    return read_partial(partial), time.perf_counter() - start
+            run_jobs(jobs, args, sink, train_many)
 
 
-def write_table(rows: list[dict], out: Path) -> None:
+def write_table(rows: list[dict], out: Path, columns: tuple[str, ...] = COLUMNS) -> None:
     """Sorted rows as gzipped CSV with a zero mtime (same rows, same bytes); atomic."""
     rows = sorted(rows, key=lambda r: (r["key"], int(r["seed"])))
     text = io.StringIO()
-    writer = csv.DictWriter(text, COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(text, columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     data = gzip.compress(text.getvalue().encode(), compresslevel=9, mtime=0)

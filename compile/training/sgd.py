@@ -256,7 +256,8 @@ def train_steps(module: nn.Module, data: Splits, genes: dict[str, Any], steps: i
                 augment: Augmentation | None = None,
                 loss_read_every: int | None = None,
                 make_opt: Callable[[dict[str, Any], Any], torch.optim.Optimizer] = make_optimizer,
-                lr_schedule: str = "constant") -> list[float]:
+                lr_schedule: str = "constant",
+                after_step: Callable[[int], None] | None = None) -> list[float]:
     """Run ``steps`` minibatch steps; return the mean loss over ~``points`` equal chunks.
     Stops early (last entry non-finite) on a NaN/inf loss.
 
@@ -267,7 +268,9 @@ def train_steps(module: nn.Module, data: Splits, genes: dict[str, Any], steps: i
     value for value, and so is every weight, unless the loss goes non-finite — then up to that
     many steps ran past it, on weights already ruined, before the curve ends at the first
     non-finite value. ``lr_schedule``: each step's learning rate is the optimizer's own times
-    :func:`lr_factor` (a learned optimizer without a learning rate is left as it is)."""
+    :func:`lr_factor` (a learned optimizer without a learning rate is left as it is).
+    ``after_step(step)`` runs after each optimizer step (a learning curve's evaluations: it
+    may switch the module to eval mode and must switch it back to train mode)."""
     read_every = loss_read_every or (1 if torch.device(device).type == "cpu"
                                      else GPU_LOSS_READ_EVERY)
     optimizer = make_opt(genes, module.parameters())
@@ -299,6 +302,8 @@ def train_steps(module: nn.Module, data: Splits, genes: dict[str, Any], steps: i
         if lr_schedule != "constant":
             _scale_rates(optimizer, base_rates, lr_factor(lr_schedule, step, steps))
         optimizer.step()
+        if after_step is not None:
+            after_step(step)
         if unread and (len(unread) == read_every or step == steps - 1):
             values = torch.stack(unread).tolist()  # one wait for the device
             unread = []

@@ -246,9 +246,17 @@ class TableFitness:
             key = TABLE_KEYS[self.key](genome)
         except InvalidGenome as exc:
             return Score.infeasible(f"genome is outside the table's space ({exc})")
+        if key not in self.table.rows:
+            return Score.infeasible(f"genome {genome.hash} (key {key!r}) is not in table "
+                                    f"{Path(self.table.path).name}", table_key=key)
+        return self.lookup_key(key, seed)
+
+    def lookup_key(self, key: str, seed: int = 0) -> Score:
+        """The Score of the architecture ``key`` names, as :meth:`lookup` gives it (a search
+        over the table's keys, e.g. brute force, needs no genomes)."""
         rows = self.table.rows.get(key)
         if rows is None:
-            return Score.infeasible(f"genome {genome.hash} (key {key!r}) is not in table "
+            return Score.infeasible(f"key {key!r} is not in table "
                                     f"{Path(self.table.path).name}", table_key=key)
         if self.seed_policy == "seed":
             row = rows[int(seed) % len(rows)]

@@ -50,6 +50,17 @@ def best_payload(store: RunStore, n: int = 1) -> list[dict[str, Any]]:
     return out
 
 
+def best_line(best: dict) -> str:
+    """``#id: val v, test t, n params``, with only the figures the fitness recorded (a table
+    of a user's own may hold no test accuracy or parameter count)."""
+    figures = [f"{name} {best[key]:.4f}" for name, key in (("val", "val_accuracy"),
+                                                           ("test", "test_accuracy"))
+               if best.get(key) is not None]
+    if best.get("params") is not None:
+        figures.append(f"{best['params']:,} params")
+    return f"#{best['id']}: " + (", ".join(figures) or f"fitness {best['fitness']:.4f}")
+
+
 def print_status(store: RunStore) -> None:
     p = status_payload(store)
     table = Table(title=f"run {p['run_id']} ({p['strategy']})", show_header=False)
@@ -61,10 +72,7 @@ def print_status(store: RunStore) -> None:
         table.add_row(f"  {status}", str(count))
     best = p["best"]
     if best:
-        test = best["test_accuracy"]
-        table.add_row("best", f"#{best['id']}: val {best['val_accuracy']:.4f}, test "
-                      f"{test:.4f}, {best['params']:,} params" if test is not None
-                      else f"#{best['id']}: fitness {best['fitness']:.4f}")
+        table.add_row("best", best_line(best))
     if p["final"]:
         table.add_row("final selection", final_line(p["final"]))
     minutes = p["budget_minutes"]

@@ -18,6 +18,7 @@ from evograph.compile.training.sgd import (
     AUGMENTATIONS,
     OPTIMIZER_FACTORIES,
     SGDTraining,
+    evaluate,
     lr_factor,
     train_steps,
 )
@@ -339,6 +340,30 @@ def test_train_steps_anneals_the_optimizers_rate_step_by_step(data):
     train_steps(module, data, genome.gene, 4, 32, 0, CPU, make_opt=recording,
                 lr_schedule="cosine")
     assert seen == pytest.approx([0.2 * lr_factor("cosine", s, 4) for s in range(4)])
+
+
+def test_after_step_sees_every_step_and_a_learning_curve_leaves_training_unchanged(data):
+    """after_step(step) runs once per step, in order; evaluating there (eval mode, then back to
+    train mode, as a table's per-epoch validation does) leaves the losses and weights exactly
+    as a training without it (batch norm's running statistics included)."""
+    genome = conv_genome("momentum", 0.05)
+    module = inherited_modules([genome])[0]
+    plain = copy.deepcopy(module)
+    seen, accuracies = [], []
+
+    def validate(step: int) -> None:
+        seen.append(step)
+        if (step + 1) % 3 == 0:
+            accuracies.append(evaluate(module, data.x_val, data.y_val, CPU)[0])
+            module.train()
+
+    curve = train_steps(module, data, genome.gene, 9, 32, 0, CPU, after_step=validate,
+                        lr_schedule="cosine")
+    expected = train_steps(plain, data, genome.gene, 9, 32, 0, CPU, lr_schedule="cosine")
+    assert seen == list(range(9)) and len(accuracies) == 3
+    assert curve == expected
+    assert_same_state(module, plain)
+    assert accuracies[-1] == evaluate(plain, data.x_val, data.y_val, CPU)[0]
 
 
 def test_a_set_rate_and_optimizer_replace_the_genomes_genes_alone_and_batched(data):

@@ -159,6 +159,19 @@ def test_lookup_is_exact_for_every_key(tmp_path, name):
             assert picked.fitness == pytest.approx(fake_value(key, seed % 3) - 0.01)
 
 
+def test_lookup_key_scores_a_key_as_lookup_scores_its_genome(small_table):
+    """A search over keys (brute force) gets what a search over genomes gets, seed for seed."""
+    per_seed = TableFitness(path=str(small_table), seed_policy="seed")
+    for genome in enumerate_mlp_table(small_space(), SHAPE, CLASSES):
+        for seed in (0, 1, 7):
+            by_genome, by_key = per_seed.lookup(genome, seed), per_seed.lookup_key(
+                mlp_chain_key(genome), seed)
+            assert by_key.fitness == by_genome.fitness and by_key.metrics == by_genome.metrics
+    missing = per_seed.lookup_key("4096|relu|adam")
+    assert missing.status == "infeasible" and "'4096|relu|adam' is not in table" in \
+        missing.metrics["reason"]
+
+
 def test_genome_missing_from_the_table_is_infeasible(small_table):
     fitness = TableFitness(path=str(small_table))
     wide = mlp_chain_genome((128,), "relu", "adam", get_space("mlp-table"), SHAPE, CLASSES)
