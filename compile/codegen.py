@@ -172,50 +172,84 @@ class GeneratedModel:
         return {self.rename(k): v for k, v in state.items()}
 
 
+def node_lines(node: Node, preds: list[tuple[str, Shape]], shape_in: Shape, shape_out: Shape,
+               label: int, place: str = "") -> tuple[list[str], NodeCode]:
+    """One node's forward lines (its inputs merged or concatenated first) and its code, the
+    node's value named ``x{label}``; ``preds`` are its inputs' (variable, shape) pairs."""
+    lines = []
+    if len(preds) > 1 and OPS[node.op].concat:
+        lines.append(f"m{label} = torch.cat([{', '.join(v for v, _ in preds)}], 1)"
+                     f"  # {shape_text(shape_in)}")
+        h = f"m{label}"
+    elif len(preds) > 1:
+        lines += merge_lines(label, preds, shape_in)
+        h = f"m{label}"
+    else:
+        h = preds[0][0] if preds else "x"
+    code = EMITTERS[node.op](node, shape_in, shape_out, h)
+    where = f"{place}: " if place else ""
+    lines.append(f"x{label} = {code.expr}  # {where}{node.op} -> {shape_text(shape_out)}")
+    return lines, code
+
+
 def forward_lines(genome: Genome, info: GenomeInfo) -> tuple[list[str], NodeCode]:
     """The body of ``forward`` and the collected layer attributes and renames of all nodes."""
     lines, every = [], NodeCode()
     for node_id in info.order:
-        node, preds = genome.node(node_id), genome.predecessors(node_id)
-        shape_in, shape_out = info.in_shapes[node_id], info.out_shapes[node_id]
-        if len(preds) > 1 and OPS[node.op].concat:
-            lines.append(f"m{node_id} = torch.cat([{', '.join(f'x{p}' for p in preds)}], 1)"
-                         f"  # {shape_text(shape_in)}")
-            h = f"m{node_id}"
-        elif len(preds) > 1:
-            lines += merge_lines(node_id, [(f"x{p}", info.out_shapes[p]) for p in preds],
-                                 shape_in)
-            h = f"m{node_id}"
-        else:
-            h = f"x{preds[0]}" if preds else "x"
-        code = EMITTERS[node.op](node, shape_in, shape_out, h)
-        lines.append(f"x{node_id} = {code.expr}  # {node.op} -> {shape_text(shape_out)}")
+        preds = [(f"x{p}", info.out_shapes[p]) for p in genome.predecessors(node_id)]
+        more, code = node_lines(genome.node(node_id), preds, info.in_shapes[node_id],
+                                info.out_shapes[node_id], node_id)
+        lines += more
         every.attrs += code.attrs
         every.prefixes.update(code.prefixes)
     lines.append(f"return x{genome.output_node.id}")
     return lines, every
 
 
+# A writer of cell genomes' model.py (compile/codegen_cells.py registers one): the cell genome,
+# the class name and the note -> the module, or None to write the network flat.
+CELL_WRITERS: list[Callable[[Genome, str, str], GeneratedModel | None]] = []
+
+
 def generate(genome: Genome, class_name: str = "EvolvedNet", info: GenomeInfo | None = None,
              note: str = "") -> GeneratedModel:
-    """Write ``genome`` as a standalone PyTorch module file (see the module docstring)."""
+    """Write ``genome`` as a standalone PyTorch module file (see the module docstring); a cell
+    genome with its cells as classes of their own where a registered writer can."""
     if not class_name.isidentifier():
         raise ValueError(f"class name {class_name!r} is not a Python identifier")
+    if expand(genome) is not genome:
+        for writer in CELL_WRITERS:
+            written = writer(genome, class_name, note)
+            if written is not None:
+                return written
+    return generate_flat(genome, class_name, info, note)
+
+
+def generate_flat(genome: Genome, class_name: str = "EvolvedNet",
+                  info: GenomeInfo | None = None, note: str = "", classes: str = "",
+                  extra: tuple[list[tuple[str, str]], list[str], dict[str, str]] | None = None
+                  ) -> GeneratedModel:
+    """The module with every node of ``genome``'s network in one class; ``extra`` replaces the
+    network's attributes, forward lines and renames (a cell writer's), ``classes`` is source
+    written before the network's class."""
     info = info or analyze(genome)
     network = expand(genome)       # a cell genome is written out as its network
     if network is not genome:
         info = analyze(network)
-    lines, code = forward_lines(network, info)
+    if extra is None:
+        lines, code = forward_lines(network, info)
+        extra = (code.attrs, lines, dict(code.prefixes))
+    attrs, lines, prefixes = extra
     input_shape = tuple(genome.input_node.get("shape"))
     source = TEMPLATE.format(
         hash=genome.hash, summary=info.summary(), note=f"\n{note}\n" if note else "",
         input_shape=input_shape, num_classes=genome.output_node.get("num_classes"),
-        genes=dict(genome.genes), cls=class_name,
-        attrs="\n".join(f"        self.{name} = {ctor}" for name, ctor in code.attrs)
+        genes=dict(genome.genes), cls=class_name, classes=classes,
+        attrs="\n".join(f"        self.{name} = {ctor}" for name, ctor in attrs)
         or "        pass",
         in_shape=shape_text(input_shape),
         body="\n".join(f"        {line}" for line in lines))
-    return GeneratedModel(source, class_name, dict(code.prefixes))
+    return GeneratedModel(source, class_name, prefixes)
 
 
 TEMPLATE = '''"""A network found by evograph neuroevolution (genome {hash}).
@@ -237,7 +271,7 @@ INPUT_SHAPE = {input_shape}   # per sample; 1-D signals (C, L) run as (C, 1, L)
 NUM_CLASSES = {num_classes}
 # the training genes evolution chose (optimizer, learning rate, weight decay, batch size)
 GENES = {genes!r}
-
+{classes}
 
 class {cls}(nn.Module):
     """{summary}."""
