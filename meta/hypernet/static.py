@@ -4,7 +4,8 @@
 one small embedding ``z`` per ``f x f``-channel slice of every kernel and a single shared
 two-layer linear generator (:class:`~evograph.meta.hypernet.core.SliceGenerator`) that turns
 each embedding into its slice. The embeddings and the generator are trained end to end; the
-network's kernels are *generated*, never stored as free parameters.
+network's kernels are *generated*, never stored as free parameters. Over a cell space
+(``nb201``, ``nasnet``) every convolution of every cell copy is generated the same way.
 
 Here the compiled :class:`~evograph.compile.builder.GenomeModule` is run unchanged through
 ``torch.func.functional_call`` with the generated kernels in place of its own (DESIGN principle 8:
@@ -31,6 +32,7 @@ from ...compile.builder import GenomeModule
 from ...compile.determinism import seeded_cpu_rng
 from ...compile.training.fitness import Score, Splits, register_fitness
 from ...compile.training.sgd import SGDTraining
+from ...genome.cells import expand
 from ...genome.core import Genome
 from ...genome.validate import analyze
 from .core import (
@@ -43,7 +45,11 @@ from .core import (
     weight_slots,
 )
 
-STATIC_OPS = ("conv", "dense")   # the hidden layers' kernels are generated; the classifier is not
+def hidden_ops(network: Genome) -> tuple[str, ...]:
+    """The ops whose kernels are generated: every op of the network but the classifier (the
+    output), as Ha et al. generate the hidden layers' kernels (``conv`` and ``dense`` in a
+    chain genome; the cell ops' convolutions in a cell network)."""
+    return tuple(sorted({node.op for node in network.nodes} - {"input", "output"}))
 
 
 class StaticHypernet(nn.Module):
@@ -104,8 +110,12 @@ def static_hypernet(module: GenomeModule, genome: Genome, *, block: int = 16, z_
                     hidden: int = 16, seed: int = 0,
                     device: torch.device | str | None = None) -> HyperNetworked:
     """Wrap ``module`` (compiled from ``genome``) with a freshly initialised static hypernetwork
-    generating its conv/dense kernels; initialisation is drawn from ``seed`` only."""
-    slots = weight_slots(module, genome, STATIC_OPS, bias=False)
+    generating its hidden layers' kernels; initialisation is drawn from ``seed`` only. A cell
+    genome's network has every conv of every cell copy, the stem and the reductions generated
+    (separable, dilated and 1x7-then-7x1 convs included: one generator serves every kernel
+    size, a smaller kernel taking the centre of the largest)."""
+    network = expand(genome)
+    slots = weight_slots(module, network, hidden_ops(network), bias=False)
     with seeded_cpu_rng(seed):
         hyper = StaticHypernet(slots, block, z_dim, hidden)
     wrapped = HyperNetworked(module, hyper)

@@ -127,6 +127,30 @@ def test_static_hypernet_generates_every_hidden_kernel_with_its_shape(space_name
     assert wrapped(torch.rand(2, *shape)).shape == (2, 10)
 
 
+@pytest.mark.parametrize("space_name", ["nb201", "nasnet"])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_static_hypernet_generates_every_conv_of_a_cell_network(space_name, shape, digits):
+    """Over a cell space every conv of every cell copy, the stem and the reductions (depthwise,
+    pointwise, 1x7 and 7x1 kernels alike) is generated with its shape; the classifier is not;
+    and a few steps of the fitness train through the generated kernels."""
+    space = get_space(space_name, cell_channels=4, cells=1,
+                      **({"stages": 2} if space_name == "nasnet" else {}))
+    genome = space.sample(np.random.default_rng(3), shape, 10)
+    module = build(genome, seed=0)
+    wrapped = static_hypernet(module, genome, block=4, z_dim=4, hidden=4, seed=1)
+    generated = wrapped.hyper()
+    convs = {f"{n}.weight" for n, m in module.named_modules() if isinstance(m, torch.nn.Conv2d)}
+    params = dict(module.named_parameters())
+    assert set(generated) == convs and convs
+    assert all(v.shape == params[k].shape for k, v in generated.items())
+    assert wrapped(torch.rand(2, *shape)).shape == (2, 10)
+    if shape == (1, 8, 8):
+        score = StaticHypernetTraining(steps=3, block=4, z_dim=4, hidden=4).score(
+            build(genome, seed=1), genome, digits, seed=1, device=CPU)
+        assert score.status == "completed"
+        assert score.metrics["generated_tensors"] == len(convs)
+
+
 def test_kernels_are_centred_windows_of_the_generated_taps():
     """A 3x3 kernel is the centre of the same slot's 7x7 taps (the inheritance convention)."""
     nodes = [Node.make(0, "input", shape=(1, 8, 8)),
