@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import os
 import sys
 import tempfile
@@ -106,13 +107,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="architectures per REINFORCE update of the RL controller")
     parser.add_argument("--seed-policy", choices=("seed", "mean"), default="seed")
     parser.add_argument("--table", default="", help="table file ('' = the shipped one)")
-    parser.add_argument("--space", default="mlp-table", help="the table's space")
+    parser.add_argument("--space", default=None,
+                        help="the table's space (default: its definition's, else mlp-table)")
     parser.add_argument("--space-set", action="append", default=[], metavar="KEY=VALUE",
                         help="a space parameter, e.g. ops=none,skip_connect,nor_conv_3x3")
-    parser.add_argument("--key", default="mlp-chain", help="the table's key function")
-    parser.add_argument("--shape", default="1,8,8", help="input shape of the genomes")
-    parser.add_argument("--classes", type=int, default=CLASSES)
-    parser.add_argument("--config", default=str(CONFIG),
+    parser.add_argument("--key", default=None, help="the table's key function")
+    parser.add_argument("--shape", default=None, help="input shape of the genomes")
+    parser.add_argument("--classes", type=int, default=None)
+    parser.add_argument("--config", default=None,
                         help="the table config the real `evograph run` check runs")
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--verify-evaluations", type=int, default=60,
@@ -143,8 +145,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def spec_of(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Spec:
-    """The searched table from the command line; one error line for a malformed value."""
-    overrides = []
+    """The searched table from the command line, what it leaves out from the table's definition
+    (``<table stem>.json`` beside it, as the table builders write it: space, its parameters,
+    key function, input shape, run config), else the shipped digits table's; one error line for
+    a malformed value."""
+    known = definition_of(args.table)
+    args.space = args.space or known.get("space_name", "mlp-table")
+    args.key = args.key or known.get("key_function", "mlp-chain")
+    args.shape = args.shape or ",".join(map(str, known.get("dataset", {}).get(
+        "input_shape", SHAPE)))
+    args.classes = args.classes or known.get("dataset", {}).get("classes", CLASSES)
+    args.config = args.config or str(ROOT / known.get("config", CONFIG.relative_to(ROOT)))
+    overrides = [] if args.space_set else [(k, tuple(v) if isinstance(v, list) else v)
+                                           for k, v in known.get("space_overrides", {}).items()]
     for item in args.space_set:
         name, sep, value = item.partition("=")
         if not sep or not name:
@@ -157,6 +170,18 @@ def spec_of(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Spec:
     except (ValueError, TypeError, KeyError, EvographError) as exc:
         parser.error(f"--space/--space-set/--shape: {exc}")
     return Spec(args.space, tuple(overrides), args.key, shape, args.classes, args.config)
+
+
+def definition_of(table: str) -> dict:
+    """The JSON definition beside a table file (``{}`` when there is none)."""
+    if not table:
+        return {}
+    path = Path(table)
+    sidecar = path.with_name(path.name.split(".")[0] + ".json")
+    try:
+        return json.loads(sidecar.read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def _number(text: str):

@@ -15,7 +15,8 @@ cell up at epoch e with ``[fitness] metric = "val_accuracy_epoch_<e>"``.
 
 Keys are NAS-Bench-201 architecture strings (table key ``nb201``), so the table plugs into
 ``[fitness] name = "table"`` (``runs/configs/nb201-mnist1d-table.toml``) and into
-``benchmarks/search.py --space nb201 --key nb201 --table ...`` with no code. The build is
+``benchmarks/search.py --table benchmarks/data/mnist1d-nb201-mini.csv.gz`` with no code (it
+reads the space, key and shape from the table's definition, ``mnist1d-nb201-mini.json``). The build is
 resumable like ``tabular.py``'s (rows appended to ``<out>.partial.csv`` as they finish).
 Usage::
 
@@ -215,6 +216,7 @@ def definition(args: argparse.Namespace, summary: dict, wall: float) -> dict:
     space = get_space("nb201", ops=OPS, cell_channels=SKELETON["channels"],
                       cells=SKELETON["cells"], stages=SKELETON["stages"])
     return {"table": args.out.name, "space_name": "nb201",
+            "config": "runs/configs/nb201-mnist1d-table.toml",
             "space_overrides": {"ops": list(OPS), "cell_channels": SKELETON["channels"],
                                 "cells": SKELETON["cells"], "stages": SKELETON["stages"]},
             "space": space.to_dict(), "key_function": "nb201",
@@ -225,7 +227,8 @@ def definition(args: argparse.Namespace, summary: dict, wall: float) -> dict:
                          **GENES, "init_and_shuffle_seed": "the row's seed",
                          "per_epoch": "val_accuracy_epoch_<e>: after epoch e of the cosine run"},
             "dataset": {**DATASET, "train": len(data.y_train), "val": len(data.y_val),
-                        "test": len(data.y_test), "input_shape": list(data.input_shape)},
+                        "test": len(data.y_test), "input_shape": list(data.input_shape),
+                        "classes": CLASSES},
             "columns": list(columns(args.epochs)),
             "build": {"processes": args.processes, "wall_seconds_last_session": wall,
                       **base.environment()}}

@@ -83,3 +83,16 @@ def test_bad_command_lines_get_one_line(search, capsys, argv, message):
         search.parse_args(argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_a_table_definition_beside_the_file_stands_in_for_the_flags(search, table, tmp_path):
+    """What the table builders write beside a table (space, its parameters, key, input shape,
+    run config) is what the command line leaves out; a flag still wins."""
+    import json
+    spec = cell_args(search, table, tmp_path).spec
+    (tmp_path / "cells.json").write_text(json.dumps({
+        "space_name": "nb201", "space_overrides": {"ops": list(OPS)}, "key_function": "nb201",
+        "dataset": {"input_shape": [1, 40], "classes": 10}, "config": spec.config}))
+    assert search.parse_args(["--table", str(table)]).spec == spec
+    assert search.parse_args(["--table", str(table), "--shape", "1,8,8"]).spec.shape == (1, 8, 8)
+    assert search.parse_args([]).spec == search.Spec()   # the shipped digits table
