@@ -64,14 +64,14 @@ def columns(epochs: int) -> tuple[str, ...]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=2, help="training seeds 0..seeds-1")
-    parser.add_argument("--epochs", type=int, default=None, help="10 (quick: 3)")
+    parser.add_argument("--epochs", type=int, default=None, help="8 (quick: 3)")
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None, help=f"table file (default {TABLE})")
     parser.add_argument("--quick", action="store_true", help="9 cells, 3 epochs, in seconds")
     parser.add_argument("--estimate", type=int, default=0, metavar="N",
                         help="train N random rows and extrapolate the full build time")
     args = parser.parse_args(argv)
-    args.epochs = args.epochs if args.epochs is not None else (3 if args.quick else 10)
+    args.epochs = args.epochs if args.epochs is not None else (3 if args.quick else 8)
     if args.seeds < 1 or args.epochs < 1 or args.processes < 1 or args.estimate < 0:
         parser.error("--seeds, --epochs and --processes must be positive")
     args.out = args.out or (QUICK_TABLE if args.quick else TABLE)
