@@ -163,7 +163,9 @@ def _check_edge(genome: Genome, node: Node, index: dict[int, int],
     seen.add(edge)
 
 
-def _edge_node(node_id: int, op: str, channels: int, one_d: bool) -> Node:
+def edge_node(node_id: int, op: str, channels: int, one_d: bool) -> Node:
+    """The network node of an edge's op (not ``none``, which has no node): what an edge
+    compiles to, in a genome's expansion and in the DARTS supernet's mixed ops."""
     if op == "skip_connect":
         return Node.make(node_id, "identity")
     if op == "avg_pool_3x3":
@@ -207,7 +209,7 @@ def _cell(nodes: list[Node], edges: list, ops: dict, cell_input: int, base: int,
             if ops[(i, j)] == "none":
                 continue
             node_id = base + EDGE_IDS[(i, j)]
-            nodes.append(_edge_node(node_id, ops[(i, j)], channels, one_d))
+            nodes.append(edge_node(node_id, ops[(i, j)], channels, one_d))
             edges.append((ids[i], node_id))
             inputs.append(node_id)
         nodes.append(Node.make(ids[j], "identity" if inputs else "zero"))
