@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 export OMP_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 
-.PHONY: demo test test-fast docs bench reliability system-deps clean
+.PHONY: lint demo test test-fast docs bench reliability system-deps clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@bash .ci/disk-check.sh $(VENV) 8
@@ -22,8 +22,13 @@ demo: system-deps $(STAMP)
 	$(VENV)/bin/evograph run runs/configs/digits.toml
 
 test: system-deps $(STAMP)
+	$(MAKE) --no-print-directory lint
 	$(PY) -m pytest -q -n 2 --dist loadgroup
 	$(MAKE) --no-print-directory docs
+
+# the linter (rules in pyproject.toml) over the package, its tests and the benchmarks
+lint: $(STAMP)
+	$(PY) -m ruff check . --exclude .venv,build
 
 # the documentation site (docs/ + the API reference from the docstrings) into build/site;
 # --strict: a broken link, a missing page or a docstring griffe cannot read fails the build

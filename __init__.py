@@ -23,8 +23,22 @@ _LAZY = {
     "lineage": "evograph.runs.lineage",
 }
 
-__all__ = ["EvographError", "Genome", "InvalidGenome", "Node", "SearchSpace", "build", "export",
-           "get_space", "lineage", "load_model", "register_space", "resume", "run", "__version__"]
+__all__ = [
+    "EvographError",
+    "Genome",
+    "InvalidGenome",
+    "Node",
+    "SearchSpace",
+    "__version__",
+    "build",
+    "export",
+    "get_space",
+    "lineage",
+    "load_model",
+    "register_space",
+    "resume",
+    "run",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -73,7 +73,7 @@ def environment(source: Path | None) -> dict[str, str]:
 def imports_torch(args: list[str], cwd: Path, env: dict[str, str]) -> bool:
     """Whether the process imports torch (read from ``python -X importtime``)."""
     result = subprocess.run([sys.executable, "-X", "importtime", *args], cwd=cwd, env=env,
-                            capture_output=True, text=True, timeout=300)
+                            capture_output=True, text=True, timeout=300, check=False)
     return any(line.rsplit("|", 1)[-1].strip() == "torch" for line in result.stderr.splitlines())
 
 
@@ -87,7 +87,7 @@ def time_case(args: list[str], cwd: Path, env: dict[str, str], repeats: int) -> 
     for _ in range(repeats):
         start, cpu = time.perf_counter(), children_cpu()
         result = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True,
-                                timeout=300)
+                                timeout=300, check=False)
         walls.append(time.perf_counter() - start)
         cpus.append(children_cpu() - cpu)
         codes.add(result.returncode)

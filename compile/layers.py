@@ -7,8 +7,8 @@ weight inheritance relies on. Shapes in comments are per batch: N samples.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Callable
 
 import torch
 from torch import nn

@@ -7,5 +7,19 @@ from .io import from_json, load, save, to_json
 from .space import SPACES, SearchSpace, get_space, register_space
 from .validate import GenomeInfo, analyze, validate
 
-__all__ = ["DEFAULT_GENES", "Genome", "GenomeInfo", "Node", "SPACES", "SearchSpace", "analyze",
-           "from_json", "get_space", "load", "register_space", "save", "to_json", "validate"]
+__all__ = [
+    "DEFAULT_GENES",
+    "SPACES",
+    "Genome",
+    "GenomeInfo",
+    "Node",
+    "SearchSpace",
+    "analyze",
+    "from_json",
+    "get_space",
+    "load",
+    "register_space",
+    "save",
+    "to_json",
+    "validate",
+]

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import networkx as nx
 
@@ -60,7 +61,7 @@ class Node:
     params: tuple[tuple[str, ParamValue], ...] = ()
 
     @staticmethod
-    def make(node_id: int, op: str, **params: Any) -> "Node":
+    def make(node_id: int, op: str, **params: Any) -> Node:
         return Node(int(node_id), str(op), _frozen_items(params))
 
     @property
@@ -71,7 +72,7 @@ class Node:
     def get(self, name: str, default: Any = None) -> Any:
         return dict(self.params).get(name, default)
 
-    def replace(self, **params: Any) -> "Node":
+    def replace(self, **params: Any) -> Node:
         """A copy of this node with some params changed."""
         merged = {**self.p, **params}
         return Node.make(self.id, self.op, **merged)
@@ -99,7 +100,7 @@ class Genome:
 
     @staticmethod
     def make(nodes: Iterable[Node], edges: Iterable[tuple[int, int]],
-             genes: Mapping[str, Any] | None = None) -> "Genome":
+             genes: Mapping[str, Any] | None = None) -> Genome:
         nodes = tuple(sorted(nodes, key=lambda n: n.id))
         edges = tuple(sorted({(int(a), int(b)) for a, b in edges}))
         merged = {**DEFAULT_GENES, **(genes or {})}
@@ -182,22 +183,22 @@ class Genome:
         return _digest(content)
 
     # -- functional updates --------------------------------------------------------------------
-    def with_genes(self, **genes: Any) -> "Genome":
+    def with_genes(self, **genes: Any) -> Genome:
         return Genome.make(self.nodes, self.edges, {**self.gene, **genes})
 
-    def with_node(self, node: Node) -> "Genome":
+    def with_node(self, node: Node) -> Genome:
         """Add a node, or replace the node with the same id."""
         others = [n for n in self.nodes if n.id != node.id]
         return Genome.make([*others, node], self.edges, self.gene)
 
-    def without_node(self, node_id: int) -> "Genome":
+    def without_node(self, node_id: int) -> Genome:
         """Remove a node and every edge touching it."""
         nodes = [n for n in self.nodes if n.id != node_id]
         edges = [e for e in self.edges if node_id not in e]
         return Genome.make(nodes, edges, self.gene)
 
     def with_edges(self, add: Iterable[tuple[int, int]] = (),
-                   remove: Iterable[tuple[int, int]] = ()) -> "Genome":
+                   remove: Iterable[tuple[int, int]] = ()) -> Genome:
         removed = set(remove)
         edges = [e for e in self.edges if e not in removed] + list(add)
         return Genome.make(self.nodes, edges, self.gene)

@@ -15,8 +15,8 @@ the NAS literature); batch-norm, activations and merges are ignored.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from ..errors import InvalidGenome
 from .core import Node

@@ -20,8 +20,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -166,7 +167,7 @@ class SearchSpace:
         text = json.dumps(self.to_dict(), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
-    def replace(self, **changes: Any) -> "SearchSpace":
+    def replace(self, **changes: Any) -> SearchSpace:
         return dataclasses.replace(self, **changes)
 
 

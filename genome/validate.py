@@ -114,7 +114,7 @@ def check_structure(genome: Genome) -> list[int]:
 _MEMO = "_analysis"  # a genome's analysis, kept on the (immutable) instance like a cached_property
 
 
-def analyze(genome: Genome, space: "SearchSpace | None" = None) -> GenomeInfo:
+def analyze(genome: Genome, space: SearchSpace | None = None) -> GenomeInfo:
     """Validate ``genome`` (and, if given, its fit to ``space``); return shapes and counts.
     Genomes are immutable, so the analysis is computed once per genome object (a mutation
     validates its child, and the driver later wants the same child's FLOPs); only the fit to
@@ -187,6 +187,6 @@ def _analyze_cells(genome: Genome, order: list[int]) -> GenomeInfo:
                       network.flops)
 
 
-def validate(genome: Genome, space: "SearchSpace | None" = None) -> GenomeInfo:
+def validate(genome: Genome, space: SearchSpace | None = None) -> GenomeInfo:
     """Alias of :func:`analyze`, for call sites that validate for the side effect."""
     return analyze(genome, space)

@@ -6,5 +6,12 @@ from . import mutations as _mutations  # noqa: F401  (fills the registry)
 from .base import MUTATIONS, Edit, NotApplicable, VariationFailed, mutate, mutation_table
 from .crossover import crossover
 
-__all__ = ["Edit", "MUTATIONS", "NotApplicable", "VariationFailed", "crossover", "mutate",
-           "mutation_table"]
+__all__ = [
+    "MUTATIONS",
+    "Edit",
+    "NotApplicable",
+    "VariationFailed",
+    "crossover",
+    "mutate",
+    "mutation_table",
+]

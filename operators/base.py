@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -46,7 +47,7 @@ class Edit:
                 "changed": list(self.changed)}
 
     @staticmethod
-    def from_dict(data: dict[str, Any]) -> "Edit":
+    def from_dict(data: dict[str, Any]) -> Edit:
         return Edit(data["mutation"], dict(data.get("args", {})), bool(data.get("inherit", True)),
                     tuple(data.get("changed", ())))
 

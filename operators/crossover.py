@@ -12,6 +12,8 @@ from either parent (:func:`~evograph.operators.cells.cell_crossover`).
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from ..genome.core import Genome, Node
@@ -68,7 +70,7 @@ def _chain_crossover(a: Genome, b: Genome, rng: np.random.Generator) -> tuple[Ge
     nodes = [a.input_node] + [Node(i, n.op, n.params) for i, n in zip(ids, layers)]
     nodes.append(a.output_node)
     chain = [a.input_node.id, *ids, a.output_node.id]
-    return Genome.make(nodes, list(zip(chain, chain[1:])), a.gene), from_b
+    return Genome.make(nodes, list(itertools.pairwise(chain)), a.gene), from_b
 
 
 def _fresh_ids(ids: list[int], a: Genome, b: Genome) -> list[int]:

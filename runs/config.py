@@ -207,7 +207,7 @@ def table_section(cls: type, data: Any, section: str, extra_field: str | None = 
     value is one ``ValueError`` naming ``section.key``. With ``extra_field``, keys the class does
     not declare are collected into that field (a strategy's own parameters) instead."""
     if not isinstance(data, dict):
-        raise ValueError(f"{section}: must be a table")
+        raise ValueError(f"{section}: must be a table")  # noqa: TRY004 (config contract)
     hints = get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)} - ({extra_field} if extra_field else set())
     values, extra = {}, {}

@@ -9,8 +9,9 @@ strategies drive network genomes and, in benchmarks, toy bit strings.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -66,7 +67,7 @@ class Variation:
 
     @staticmethod
     def for_space(space: SearchSpace, input_shape: tuple[int, ...],
-                  num_classes: int) -> "Variation":
+                  num_classes: int) -> Variation:
         from ..operators.crossover import crossover as cross
         return Variation(
             initial=lambda rng: space.initial_genome(rng, input_shape, num_classes),

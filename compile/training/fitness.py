@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, is_dataclass
-from typing import Any, Callable, Protocol, get_type_hints
+from typing import Any, Protocol, get_type_hints
 
 import torch
 from torch import nn
@@ -42,10 +43,10 @@ class Score:
     metrics: dict[str, Any] = field(default_factory=dict)
 
     @staticmethod
-    def infeasible(reason: str, **metrics: Any) -> "Score":
+    def infeasible(reason: str, **metrics: Any) -> Score:
         return Score("infeasible", None, {"reason": reason, **metrics})
 
-    def checked(self) -> "Score":
+    def checked(self) -> Score:
         """Non-finite fitness never leaves a generator as 'completed'."""
         if self.status == "completed" and (self.fitness is None or not math.isfinite(self.fitness)):
             return Score.infeasible(f"non-finite fitness {self.fitness}", **self.metrics)

@@ -45,6 +45,7 @@ from .core import (
     weight_slots,
 )
 
+
 def hidden_ops(network: Genome) -> tuple[str, ...]:
     """The ops whose kernels are generated: every op of the network but the classifier (the
     output), as Ha et al. generate the hidden layers' kernels (``conv`` and ``dense`` in a

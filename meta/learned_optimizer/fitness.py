@@ -43,7 +43,7 @@ class LearnedOptimizerTraining(SGDTraining):
                              "`evograph meta train-optimizer runs/configs/learned-optimizer.toml"
                              " -o opt.safetensors`)")
         if not isinstance(self.use_gene, bool):
-            raise ValueError("use_gene: must be true or false")
+            raise ValueError("use_gene: must be true or false")  # noqa: TRY004 (config contract)
         try:
             cached_optimizer(self.path)    # missing or invalid file: fail before any training
         except EvographError as exc:

@@ -82,7 +82,7 @@ class TrainOptimizerConfig:
 def _task(data: Any) -> tuple[str, dict[str, Any]]:
     from ...meta.learned_optimizer.tasks import make_family
     if not isinstance(data, dict):
-        raise ValueError("task: must be a table")
+        raise ValueError("task: must be a table")  # noqa: TRY004 (config contract)
     params = dict(data)
     family = check_type("task.family", params.pop("family", "quadratic"), str)
     try:

@@ -35,8 +35,10 @@ from ...devices import worker_devices
 from ...errors import ConfigError
 from ..config import ExecutorConfig
 from .batching import QueueingExecutor, UnitQueue
-from .worker import evaluate_unit
 from .task import DataSpec, Task, TaskResult
+from .worker import evaluate_unit
+
+DASK_DEFAULT = ExecutorConfig(name="dask", batched="never")   # frozen: one shared default
 
 
 class EvographWorkerPlugin(WorkerPlugin):
@@ -72,7 +74,7 @@ class DaskExecutor(QueueingExecutor):
     options: ClassVar[tuple[str, ...]] = ("workers", "device", "per_gpu", "timeout_s",
                                           "memory_limit_mb", "batched", "scheduler")
 
-    def __init__(self, config: ExecutorConfig = ExecutorConfig(name="dask", batched="never"),
+    def __init__(self, config: ExecutorConfig = DASK_DEFAULT,
                  preload: DataSpec | None = None):
         self.timeout_s, self.batched = config.timeout_s, config.batched
         self.cluster, devices = None, None

@@ -60,6 +60,11 @@ from .worker import evaluate_unit
 STARTUP_FAILURES = 3     # workers dying before ready in a row: give up on the queued tasks
 
 
+# frozen configs: one shared default each
+SERIAL_DEFAULT = ExecutorConfig(name="serial", batched="never")
+LOCAL_DEFAULT = ExecutorConfig(batched="never")
+
+
 class SerialExecutor(QueueingExecutor):
     """Evaluate tasks one after another in this process (no isolation, no timeout)."""
 
@@ -69,7 +74,7 @@ class SerialExecutor(QueueingExecutor):
     options: ClassVar[tuple[str, ...]] = ("device", "batched", "workers", "timeout_s",
                                           "memory_limit_mb")
 
-    def __init__(self, config: ExecutorConfig = ExecutorConfig(name="serial", batched="never"),
+    def __init__(self, config: ExecutorConfig = SERIAL_DEFAULT,
                  preload: DataSpec | None = None):
         self.device = worker_devices(1, config.device, 1)[0]
         self.batched = config.batched
@@ -150,7 +155,7 @@ class LocalExecutor(QueueingExecutor):
     options: ClassVar[tuple[str, ...]] = ("workers", "device", "per_gpu", "timeout_s",
                                           "memory_limit_mb", "batched")
 
-    def __init__(self, config: ExecutorConfig = ExecutorConfig(batched="never"),
+    def __init__(self, config: ExecutorConfig = LOCAL_DEFAULT,
                  preload: DataSpec | None = None):
         self.devices = worker_devices(config.workers, config.device, config.per_gpu)
         self.timeout_s, self.memory_limit_mb = config.timeout_s, config.memory_limit_mb

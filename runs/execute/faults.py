@@ -24,6 +24,7 @@ import resource
 import signal
 import time
 from pathlib import Path
+
 import torch
 
 from .task import Task

@@ -25,7 +25,7 @@ def test_same_seed_same_weights_and_global_rng_untouched():
 
 
 def test_merge_pads_truncates_and_pools():
-    conv = dict(kernel_h=1, kernel_w=1, bn=False, relu=False)
+    conv = {"kernel_h": 1, "kernel_w": 1, "bn": False, "relu": False}
     genome = Genome.make(
         [Node.make(0, "input", shape=(1, 8, 8)),
          Node.make(1, "conv", out_channels=2, stride_h=1, stride_w=1, **conv),

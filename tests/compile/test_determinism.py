@@ -75,7 +75,7 @@ def test_training_twice_on_cuda_gives_the_same_bits():
     trained twice in a fresh process with deterministic kernels: identical weights."""
     done = subprocess.run([sys.executable, "-c", TRAIN_TWICE], capture_output=True, text=True,
                           timeout=300, cwd=os.path.dirname(os.path.dirname(
-                              os.path.dirname(os.path.abspath(__file__)))))
+                              os.path.dirname(os.path.abspath(__file__)))), check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "True"
 

@@ -158,7 +158,7 @@ def test_reset_weights_inherits_nothing():
 
 
 def test_channel_change_keeps_leading_block_and_filter_size_keeps_centre():
-    space, genomes = _grown("lse-conv", steps=40, seed=3)
+    _, genomes = _grown("lse-conv", steps=40, seed=3)
     parent = next(g for g in reversed(genomes) if g.nodes_with_op("conv"))
     conv = parent.nodes_with_op("conv")[0]
     key = f"layers.n{conv.id}.0.weight"

@@ -139,7 +139,7 @@ def test_cli_prints_one_line_for_a_config_typo(tmp_path):
     path = tmp_path / "typo.toml"
     path.write_text("[fitnes]\nname = 'sgd'\n")
     result = subprocess.run([sys.executable, "-m", "evograph.runs.cli.main", "run", str(path)],
-                            capture_output=True, text=True, timeout=120)
+                            capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert lines[0].startswith("evograph: error: typo.toml: fitnes: unknown key (known: name, "

@@ -47,7 +47,7 @@ def test_compiled_parameters_equal_the_symbolic_count_and_model_py_computes_alik
         assert count_parameters(module) == analyze(genome).params
         generated = generate(genome)
         namespace: dict = {}
-        exec(generated.source, namespace)
+        exec(generated.source, namespace)  # noqa: S102 (the generated file under test)
         net = namespace["EvolvedNet"]()
         net.load_state_dict(generated.remap(module.state_dict()))
         x = torch.randn(2, *shape)

@@ -25,7 +25,7 @@ def test_check_exits_2_with_one_line(tmp_path, content):
     path = tmp_path / "bad.json"
     path.write_text(content)
     result = subprocess.run([sys.executable, "-m", "evograph.runs.cli.main", "genome", "check",
-                             str(path)], capture_output=True, text=True)
+                             str(path)], capture_output=True, text=True, check=False)
     assert result.returncode == 2
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()

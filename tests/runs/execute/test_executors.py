@@ -26,9 +26,9 @@ from evograph.runs.execute import dask_cluster as dask_executor
 from evograph.runs.execute import pool_worker
 from evograph.runs.execute.batching import plan_units
 from evograph.runs.execute.executors import EXECUTORS, make_executor
-from evograph.runs.execute.worker import evaluate_task
 from evograph.runs.execute.task import TaskResult
 from evograph.runs.execute.weights import PendingWrite
+from evograph.runs.execute.worker import evaluate_task
 from evograph.runs.store import RunStore
 
 from tests.runs.execute.executor_tasks import mixed_tasks, sibling_tasks
@@ -298,7 +298,7 @@ def test_a_worker_pays_torch_one_time_imports_before_its_first_task():
             "assert 'torch._dynamo' not in sys.modules; init_worker(1, 'cpu'); "
             "assert 'torch._dynamo' in sys.modules; print('warm')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120)
+                         timeout=120, check=False)
     assert out.stdout.strip() == "warm", out.stderr
 
 
@@ -312,7 +312,7 @@ def test_a_worker_loads_the_run_dataset_before_its_first_task():
             "print(w._dataset.cache_info().currsize)")
     preload = vars(task.data_spec())
     out = subprocess.run([sys.executable, "-c", code, __import__("json").dumps(preload)],
-                         capture_output=True, text=True, timeout=120)
+                         capture_output=True, text=True, timeout=120, check=False)
     assert out.stdout.strip() == "1", out.stderr
 
 
