@@ -48,6 +48,9 @@ bench: system-deps $(STAMP)
 	$(PY) benchmarks/toy_bitstring.py --seeds 10 --evaluations 1000 --out $(QUICK)/toy_bitstring-quick.json
 	$(PY) benchmarks/tabular.py --quick
 	$(PY) benchmarks/search.py --quick
+	$(PY) benchmarks/tabular_cells.py --quick
+	$(PY) benchmarks/search.py --quick --table benchmarks/data/mnist1d-nb201-mini.csv.gz \
+		--out $(QUICK)/search_cells-quick.json
 	$(PY) benchmarks/published.py --quick
 	$(PY) benchmarks/throughput.py --quick
 	$(PY) benchmarks/parallel.py --quick
