@@ -210,7 +210,8 @@ def problem(table: str, policy: str, spec: Spec = Spec()) -> dict:
             enumerate(keys)}, "true": true, "test": test, "best": float(true.max()),
             "fitness": TableFitness(path=table, key=spec.key, seed_policy=policy),
             "variation": Variation.for_space(space, spec.shape, spec.classes),
-            "spec": spec, "title": spec.title}
+            "spec": spec, "title": spec.title if spec.space == "mlp-table" or not table else
+            f"the {Path(table).name.split('.')[0]} table ({spec.space})"}
 
 
 def _record(p: dict, evaluated: list[int], measured: list[float | None]) -> dict:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Self
 
 from ..genome.cells.skeleton import CELL_ID_BASE, EXTRA_ID_BASE, expand, place_of
-from ..genome.core import Genome
+from ..genome.core import Genome, Node
 from ..genome.ops import Shape
 from ..genome.validate import GenomeInfo, analyze
 from .codegen import CELL_WRITERS, GeneratedModel, generate_flat, node_lines, shape_text
@@ -165,7 +165,7 @@ def write_copy(genome: Genome, network: Genome, info: GenomeInfo, ids: list[int]
     for node_id in ids:
         t, node = node_id % CELL_ID_BASE, network.node(node_id)
         preds = [(var[p], names.shape(info.out_shapes[p])) for p in network.predecessors(node_id)]
-        more, code = node_lines(node.__class__.make(t, node.op, **node.p), preds,
+        more, code = node_lines(Node.make(t, node.op, **node.p), preds,
                                 names.shape(info.in_shapes[node_id]),
                                 names.shape(info.out_shapes[node_id]), t,
                                 place_of(genome, t) or "")
@@ -175,7 +175,8 @@ def write_copy(genome: Genome, network: Genome, info: GenomeInfo, ids: list[int]
             prefixes[f"layers.n{node_id}" + compiled[len(f"layers.n{t}"):]] = local
     lines.append(f"return x{outputs[0] % CELL_ID_BASE}")
     init = [f"self.{name} = {ctor}" for name, ctor in attrs]
-    if any(SPATIAL_IN_CODE.search(line.split("  # ")[0]) for line in [*init, *lines]):
+    code = [line.split("  # ")[0] for line in [*init, *lines] if not line.startswith("#")]
+    if any(SPATIAL_IN_CODE.search(line) for line in code):
         raise _NotWritable("code that needs a concrete spatial size")
     return CopyCode(index, slots, outputs[0], names.arguments, init, lines, prefixes)
 
