@@ -28,6 +28,9 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import csv
+import gzip
+import io
 import itertools
 import math
 import sys
@@ -70,6 +73,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="9 cells, 3 epochs, in seconds")
     parser.add_argument("--estimate", type=int, default=0, metavar="N",
                         help="train N random rows and extrapolate the full build time")
+    parser.add_argument("--plot-only", action="store_true",
+                        help="draw the figures of the built table (--out) without training")
     args = parser.parse_args(argv)
     args.epochs = args.epochs if args.epochs is not None else (3 if args.quick else 8)
     if args.seeds < 1 or args.epochs < 1 or args.processes < 1 or args.estimate < 0:
@@ -234,6 +239,39 @@ def definition(args: argparse.Namespace, summary: dict, wall: float) -> dict:
                       **base.environment()}}
 
 
+def plot(rows: list[dict], epochs: int, path: Path) -> None:
+    """Three panels: the spread of mean validation accuracy (cells above chance), the mean
+    learning curve by number of convolutions, and how well epoch e ranks the cells."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    cells = per_cell(rows, epochs)
+    summary = summarise(rows, epochs)
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    learned = [c["val"] for c in cells.values() if c["val"] > 0.5]
+    axes[0].hist(learned, bins=40, color="#4c72b0")
+    axes[0].set(title=f"mean val accuracy of {len(learned)} cells above chance "
+                      f"({len(cells) - len(learned)} at chance)", xlabel="val accuracy")
+    for convs in sorted({c["convs"] for c in cells.values()}):
+        curves = np.array([c["curve"] for c in cells.values()
+                           if c["convs"] == convs and c["val"] > 0.5])
+        if len(curves):
+            axes[1].plot(range(1, epochs + 1), np.median(curves, axis=0), label=f"{convs} convs")
+    axes[1].set(title="median learning curve by 3x3 convs in the cell", xlabel="epoch",
+                ylabel="val accuracy", ylim=(0.8, 1.0))
+    axes[1].legend(fontsize=8)
+    axes[2].plot(range(1, epochs + 1), summary["spearman_epoch_vs_final_val"], marker="o")
+    axes[2].set(title="Spearman: epoch e's val vs the last epoch's", xlabel="epoch",
+                ylim=(-0.1, 1.05))
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.suptitle("evograph's cell table: NAS-Bench-201 cells over none/skip/3x3 conv on "
+                 "MNIST-1D, 2 seeds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def print_summary(s: dict) -> None:
     q = s["mean_val_accuracy"]
     print(f"{s['cells']} cells, {s['rows']} rows, {s['epochs']} epochs")
@@ -251,6 +289,12 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     if args.estimate:
         return estimate(args)
+    figure = SUMMARY.with_name("tabular_cells-quick.png" if args.quick else "tabular_cells.png")
+    if args.plot_only:
+        rows = list(csv.DictReader(io.StringIO(gzip.decompress(args.out.read_bytes()).decode())))
+        plot(rows, args.epochs, figure)
+        print(f"wrote {figure}")
+        return {"figure": str(figure)}
     rows, wall = build_table(args)
     base.write_table(rows, args.out, columns(args.epochs))
     summary = summarise(rows, args.epochs)
@@ -258,7 +302,9 @@ def main(argv: list[str] | None = None) -> dict:
                       definition(args, summary, wall))
     base.partial_path(args.out).unlink(missing_ok=True)
     print_summary(summary)
-    print(f"wrote {args.out} ({args.out.stat().st_size / 1024:.0f} KiB) in {wall:.0f} s")
+    plot(rows, args.epochs, figure)
+    print(f"wrote {args.out} ({args.out.stat().st_size / 1024:.0f} KiB) in {wall:.0f} s, "
+          f"and {figure.name}")
     report = {"benchmark": "tabular_cells", "paper": "Dong & Yang 2020 (NAS-Bench-201) protocol",
               "quick": args.quick, "table": str(args.out.relative_to(HERE.parent))
               if args.out.is_relative_to(HERE.parent) else str(args.out),
