@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Self
 
 from ..genome.cells.skeleton import CELL_ID_BASE, EXTRA_ID_BASE, expand, place_of
 from ..genome.core import Genome, Node
@@ -35,7 +34,7 @@ class Sym(int):
     """A shape entry that writes itself as an expression of the copy's symbols (``C``,
     ``2 * C``, ``H // 2``) in generated code and comments; arithmetic on it stays symbolic."""
 
-    def __new__(cls, value: int, names: Symbols, kind: str) -> Self:
+    def __new__(cls, value: int, names: Symbols, kind: str) -> Sym:  # noqa: PYI034 (3.10)
         obj = super().__new__(cls, value)
         obj.names, obj.kind = names, kind
         return obj
