@@ -50,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import search_report as report
 from evograph import meta as _meta  # noqa: F401  (registers the RL controller if present)
 from evograph.compile.training.table import TableFitness, load_table, mlp_chain_key
+from evograph.compile.training.table import _number as table_number
 from evograph.errors import EvographError
 from evograph.genome.codec import codec_for
 from evograph.genome.space import get_space
@@ -185,12 +186,9 @@ def definition_of(table: str) -> dict:
 
 
 def _number(text: str):
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
+    """An int or float where the text is one (the table reader's rule), else the text."""
+    number = table_number(text)
+    return text if number is None else number
 
 
 # -- the problem ----------------------------------------------------------------------------------

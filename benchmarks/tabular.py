@@ -30,6 +30,7 @@ import platform
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from functools import lru_cache
 from pathlib import Path
 
 import evograph
@@ -49,7 +50,6 @@ COLUMNS = ("key", "seed", "depth", "widths", "activation", "optimizer", "learnin
            "val_accuracy", "val_loss", "test_accuracy", "test_loss", "train_time", "params",
            "flops")
 DATASET = {"name": "digits", "seed": 0, "val_fraction": 0.15, "test_fraction": 0.2}
-_DATA = None
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -78,14 +78,15 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
+@lru_cache(maxsize=2)
+def splits(name: str, seed: int, val_fraction: float, test_fraction: float):
+    """A dataset's splits, loaded once per process (each worker trains many rows on them)."""
+    from evograph.data.datasets import load_dataset
+    return load_dataset(name, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
+
+
 def _dataset():
-    global _DATA
-    if _DATA is None:
-        from evograph.data.datasets import load_dataset
-        _DATA = load_dataset(DATASET["name"], seed=DATASET["seed"],
-                             val_fraction=DATASET["val_fraction"],
-                             test_fraction=DATASET["test_fraction"])
-    return _DATA
+    return splits(**DATASET)
 
 
 def train_row(genome_dict: dict, seed: int, epochs: float) -> dict:

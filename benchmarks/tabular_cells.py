@@ -56,7 +56,6 @@ DATASET = {"name": "mnist1d", "seed": 0, "val_fraction": 0.15, "test_fraction": 
 SHAPE, CLASSES = (1, 40), 10
 METRICS = ("val_accuracy", "val_loss", "test_accuracy", "test_loss", "train_time", "params",
            "flops")
-_DATA = None
 
 
 def columns(epochs: int) -> tuple[str, ...]:
@@ -98,13 +97,7 @@ def cell_genome(ops: tuple[str, ...]):
 
 
 def _dataset():
-    global _DATA
-    if _DATA is None:
-        from evograph.data.datasets import load_dataset
-        _DATA = load_dataset(DATASET["name"], seed=DATASET["seed"],
-                             val_fraction=DATASET["val_fraction"],
-                             test_fraction=DATASET["test_fraction"])
-    return _DATA
+    return base.splits(**DATASET)
 
 
 # -- one row -------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from ...genome.space import SearchSpace
 from ...genome.validate import analyze
 
 NONE = "none"
+EDGE_OF_TEMPLATE = {node: k for k, node in enumerate(EDGE_IDS.values())}  # template id -> edge
 
 
 class MixedOp(nn.Module):
@@ -125,9 +126,7 @@ def edge_of(node_id: int) -> int | None:
     """The edge (index into ``EDGES``) a network node of an nb201 cell copy sits on, or None."""
     if not CELL_ID_BASE <= node_id < EXTRA_ID_BASE:
         return None
-    template = node_id % CELL_ID_BASE
-    edges = {node: k for k, node in enumerate(EDGE_IDS.values())}
-    return edges.get(template)
+    return EDGE_OF_TEMPLATE.get(node_id % CELL_ID_BASE)
 
 
 def inherited_state(supernet: Nb201Supernet, genome: Genome) -> dict[str, torch.Tensor]:
